@@ -1,0 +1,3 @@
+"""tfvssl: self-supervised video representation learning for TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Reading, sampling, augmenting and generating video data."""

@@ -1,0 +1,1 @@
+"""Backbones, shared layers and one module per self-supervised method."""

@@ -1,0 +1,261 @@
+"""Building blocks shared by the backbones and the methods.
+
+The layers reproduce PyTorch semantics where the original models depend on them:
+explicit symmetric zero padding (TF "same" pads the odd pixel at the end, which shifts
+the sampling grid), max-pool padding with -inf, BatchNorm with eps 1e-5 / momentum 0.1,
+and the original initialisers. Everything is channels-last.
+"""
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+
+# ----------------------------------------------------------------------------------------
+# Initialisers
+# ----------------------------------------------------------------------------------------
+
+
+def kaiming_normal_fan_out():
+    """PyTorch `kaiming_normal_(mode="fan_out", nonlinearity="relu")` (DPC/MemDPC convs)."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def torch_default_kernel():
+    """PyTorch's default conv/linear init, `kaiming_uniform_(a=sqrt(5))` = U(+-1/sqrt(fan_in))."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class TorchDefaultBias(keras.initializers.Initializer):
+    """PyTorch's default bias init: U(+-1/sqrt(fan_in)) with the fan-in of the weight."""
+
+    def __init__(self, fan_in):
+        self.fan_in = int(fan_in)
+
+    def __call__(self, shape, dtype=None):
+        bound = 1.0 / math.sqrt(self.fan_in) if self.fan_in > 0 else 0.0
+        return keras.random.uniform(shape, -bound, bound, dtype=dtype)
+
+    def get_config(self):
+        return {"fan_in": self.fan_in}
+
+
+def orthogonal(gain=1.0):
+    """PyTorch `orthogonal_(gain)` on the flattened kernel (GRU gates, prediction heads)."""
+    return keras.initializers.Orthogonal(gain=gain)
+
+
+# ----------------------------------------------------------------------------------------
+# Convolution and pooling with PyTorch padding
+# ----------------------------------------------------------------------------------------
+
+
+def _triple(value, rank):
+    if isinstance(value, int):
+        return (value,) * rank
+    value = tuple(int(v) for v in value)
+    if len(value) != rank:
+        raise ValueError(f"expected {rank} values, got {value}")
+    return value
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class Conv(keras.layers.Layer):
+    """Convolution with explicit symmetric zero padding, 2-D or 3-D by `len(kernel_size)`.
+
+    The kernel is stored as `[kT, kH, kW, C_in, C_out]` (3-D) or `[kH, kW, C_in, C_out]`
+    (2-D), the layout the PyTorch importer writes. A 3-D kernel with `kT == 1` and
+    temporal stride 1 runs as a 2-D convolution over the `B*T` frames, which is faster on
+    CPUs and identical in result.
+
+    Input `[B, T, H, W, C]` (3-D) or `[B, H, W, C]` (2-D); output likewise with `filters`
+    channels.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding=0,
+        use_bias=False,
+        kernel_initializer=None,
+        bias_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        rank = 3 if not isinstance(kernel_size, int) and len(kernel_size) == 3 else 2
+        self.rank = rank
+        self.filters = int(filters)
+        self.kernel_size = _triple(kernel_size, rank)
+        self.strides = _triple(strides, rank)
+        self.padding = _triple(padding, rank)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or torch_default_kernel())
+        self.bias_initializer = bias_initializer
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=self.kernel_size + (in_channels, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        if self.use_bias:
+            fan_in = in_channels * math.prod(self.kernel_size)
+            initializer = self.bias_initializer or TorchDefaultBias(fan_in)
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=keras.initializers.get(initializer)
+            )
+
+    def call(self, x):
+        if any(self.padding):
+            pads = [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
+            x = tf.pad(x, pads)
+        kernel = tf.convert_to_tensor(self.kernel)
+        if self.rank == 2:
+            y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], "VALID")
+        elif self.kernel_size[0] == 1 and self.strides[0] == 1:
+            y = _per_frame(
+                lambda frames: tf.nn.conv2d(frames, kernel[0], [1, *self.strides[1:], 1], "VALID"), x
+            )
+        else:
+            y = tf.nn.conv3d(x, kernel, [1, *self.strides, 1], "VALID")
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for size, k, s, p in zip(input_shape[1:-1], self.kernel_size, self.strides, self.padding):
+            spatial.append(None if size is None else (size + 2 * p - k) // s + 1)
+        return (input_shape[0], *spatial, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=(
+                keras.initializers.serialize(keras.initializers.get(self.bias_initializer))
+                if self.bias_initializer
+                else None
+            ),
+        )
+        return config
+
+
+def _per_frame(fn, x):
+    """Applies a 2-D op to every frame of `[B, T, H, W, C]` by folding T into the batch."""
+    shape = tf.shape(x)
+    frames = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+    y = fn(frames)
+    # Keep what is statically known (batch, time, H, W, C) for downstream shape checks.
+    static = x.shape[:2].concatenate(y.shape[1:])
+    y = tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], 0))
+    return tf.ensure_shape(y, static)
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class MaxPool(keras.layers.Layer):
+    """Max-pooling with PyTorch semantics: symmetric padding that never wins (-inf).
+
+    `ceil_mode=True` adds the extra window PyTorch's ceil mode creates at the end of each
+    axis (windows that start inside the padded input). Input/output `[B, T, H, W, C]` or
+    `[B, H, W, C]` by `len(pool_size)`.
+    """
+
+    def __init__(self, pool_size, strides=None, padding=0, ceil_mode=False, **kwargs):
+        super().__init__(**kwargs)
+        rank = 3 if not isinstance(pool_size, int) and len(pool_size) == 3 else 2
+        self.rank = rank
+        self.pool_size = _triple(pool_size, rank)
+        self.strides = _triple(strides if strides is not None else pool_size, rank)
+        self.padding = _triple(padding, rank)
+        self.ceil_mode = ceil_mode
+
+    def call(self, x):
+        pads = [[0, 0]]
+        for axis, (k, s, p) in enumerate(zip(self.pool_size, self.strides, self.padding)):
+            extra = 0
+            if self.ceil_mode:
+                size = tf.shape(x)[axis + 1] + 2 * p
+                # PyTorch: out = ceil((size - k) / s) + 1, dropping a last window that
+                # would start in the right padding.
+                out = -((-(size - k)) // s) + 1
+                out = tf.where((out - 1) * s >= size - p, out - 1, out)
+                extra = tf.maximum((out - 1) * s + k - size, 0)
+            pads.append([p, p + extra])
+        pads.append([0, 0])
+        if any(self.padding) or self.ceil_mode:
+            x = tf.pad(x, pads, constant_values=x.dtype.min)
+        if self.rank == 2:
+            return tf.nn.max_pool2d(x, self.pool_size, self.strides, "VALID")
+        if self.pool_size[0] == 1 and self.strides[0] == 1:
+            return _per_frame(
+                lambda frames: tf.nn.max_pool2d(frames, self.pool_size[1:], self.strides[1:], "VALID"), x
+            )
+        return tf.nn.max_pool3d(x, self.pool_size, self.strides, "VALID")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            pool_size=self.pool_size, strides=self.strides, padding=self.padding, ceil_mode=self.ceil_mode
+        )
+        return config
+
+
+# ----------------------------------------------------------------------------------------
+# BatchNorm
+# ----------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class BatchNorm(keras.layers.BatchNormalization):
+    """BatchNorm with PyTorch's defaults (eps 1e-5, momentum 0.1 = Keras momentum 0.9).
+
+    With `always_batch_stats=True` it normalises with the statistics of the current batch
+    even in inference, as DPC's pre-training backbone does (`track_running_stats=False`).
+    It still keeps moving statistics, so an exported encoder can switch to them.
+    """
+
+    def __init__(self, always_batch_stats=False, momentum=0.9, epsilon=1e-5, **kwargs):
+        super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
+        self.always_batch_stats = always_batch_stats
+
+    def call(self, inputs, training=None, mask=None):
+        if self.always_batch_stats:
+            training = True
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config["always_batch_stats"] = self.always_batch_stats
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class NormOptions:
+    """How a model builds its BatchNorm layers.
+
+    Attributes:
+      always_batch_stats: normalise with batch statistics in inference too (DPC
+        pre-training).
+      synchronized: compute the statistics over all replicas (`--sync_bn`).
+    """
+
+    always_batch_stats: bool = False
+    synchronized: bool = False
+
+    def __call__(self, name):
+        """Returns a new BatchNorm layer called `name`."""
+        return BatchNorm(
+            always_batch_stats=self.always_batch_stats, synchronized=self.synchronized, name=name
+        )
