@@ -231,8 +231,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.always_batch_stats = always_batch_stats
 
     def call(self, inputs, training=None, mask=None):
-        if self.always_batch_stats:
-            training = True
+        if self.always_batch_stats and not training:
+            # Batch statistics without touching the moving averages: inference must not
+            # change the model.
+            x = tf.cast(inputs, tf.float32)
+            mean, variance = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
+            gamma = tf.cast(self.gamma, tf.float32) if self.scale else None
+            beta = tf.cast(self.beta, tf.float32) if self.center else None
+            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+            return tf.cast(y, inputs.dtype)
         return super().call(inputs, training=training, mask=mask)
 
     def get_config(self):
@@ -259,3 +266,110 @@ class NormOptions:
         return BatchNorm(
             always_batch_stats=self.always_batch_stats, synchronized=self.synchronized, name=name
         )
+
+
+# ----------------------------------------------------------------------------------------
+# Recurrent aggregation and prediction heads (DPC family)
+# ----------------------------------------------------------------------------------------
+
+
+def conv1x1(filters, gain, name, kernel_size=1):
+    """A biased 2-D convolution with orthogonal init (gain) and zero bias, as DPC's heads."""
+    return Conv(
+        filters, (kernel_size, kernel_size), padding=kernel_size // 2, use_bias=True,
+        kernel_initializer=orthogonal(gain), bias_initializer="zeros", name=name,
+    )
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class ConvGRU(keras.layers.Layer):
+    """One-layer convolutional GRU over a sequence of feature maps (DPC's aggregator).
+
+    Gates are convolutions over the channel concatenation `[input, hidden]` (1x1 kernels
+    in DPC/MemDPC, so it is a per-position GRU):
+
+        u = sigmoid(W_u [x, h]),  r = sigmoid(W_r [x, h]),
+        o = tanh(W_o [x, r * h]), h' = h * (1 - u) + o * u.
+
+    In training, dropout is applied to the new hidden state after every step and the
+    dropped state is what the next step carries (the authors' choice; not Keras'
+    `recurrent_dropout`). Initial state is zeros.
+    """
+
+    def __init__(self, hidden_size=256, kernel_size=1, dropout=0.1, gain=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.kernel_size = kernel_size
+        self.dropout_rate = dropout
+        self.gain = gain
+        self.reset_gate = conv1x1(hidden_size, gain, "reset_gate", kernel_size)
+        self.update_gate = conv1x1(hidden_size, gain, "update_gate", kernel_size)
+        self.out_gate = conv1x1(hidden_size, gain, "out_gate", kernel_size)
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        # input_shape: [B, h, w, C] of one step.
+        gate_input = (*input_shape[:-1], input_shape[-1] + self.hidden_size)
+        for gate in (self.reset_gate, self.update_gate, self.out_gate):
+            gate.build(gate_input)
+
+    def initial_state(self, x):
+        """Zeros `[B, h, w, hidden]` matching one step's input `x` `[B, h, w, C]`."""
+        return tf.zeros(tf.concat([tf.shape(x)[:-1], [self.hidden_size]], 0), x.dtype)
+
+    def step(self, x, h, training=None):
+        """One step: `x` `[B, h, w, C]`, `h` `[B, h, w, hidden]` -> new hidden state."""
+        stacked = tf.concat([x, h], axis=-1)
+        update = tf.sigmoid(self.update_gate(stacked))
+        reset = tf.sigmoid(self.reset_gate(stacked))
+        candidate = tf.tanh(self.out_gate(tf.concat([x, h * reset], axis=-1)))
+        h = h * (1.0 - update) + candidate * update
+        return self.dropout(h, training=training)
+
+    def call(self, sequence, state=None, training=None):
+        """Runs over `sequence` `[B, T, h, w, C]` (static T).
+
+        Returns:
+          `(outputs [B, T, h, w, hidden], last_state [B, h, w, hidden])`.
+        """
+        outputs = []
+        for t in range(sequence.shape[1]):
+            x = sequence[:, t]
+            if state is None:
+                state = self.initial_state(x)
+            state = self.step(x, state, training=training)
+            outputs.append(state)
+        return tf.stack(outputs, axis=1), state
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size, kernel_size=self.kernel_size, dropout=self.dropout_rate,
+            gain=self.gain,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class PredictionHead(keras.layers.Layer):
+    """DPC's prediction network: 1x1 conv -> ReLU -> 1x1 conv, on `[B, h, w, C]` maps."""
+
+    def __init__(self, hidden_size=256, output_size=256, gain=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.output_size = output_size
+        self.gain = gain
+        self.conv0 = conv1x1(hidden_size, gain, "conv0")
+        self.conv2 = conv1x1(output_size, gain, "conv2")
+
+    def build(self, input_shape):
+        self.conv0.build(input_shape)
+        self.conv2.build((*input_shape[:-1], self.hidden_size))
+
+    def call(self, x):
+        return self.conv2(tf.nn.relu(self.conv0(x)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, output_size=self.output_size, gain=self.gain)
+        return config

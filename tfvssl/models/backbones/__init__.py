@@ -35,16 +35,18 @@ def available_backbones():
     return sorted(_BUILDERS)
 
 
-def build_backbone(name, input_shape, norm=NormOptions(), **kwargs):
-    """Builds backbone `name` for inputs of `input_shape` (no batch axis; None allowed).
+def build_backbone(backbone, input_shape, norm=NormOptions(), **kwargs):
+    """Builds backbone `backbone` for inputs of `input_shape` (no batch axis; None allowed).
+
+    `kwargs` go to the builder (e.g. `name`, the Keras model's name).
 
     Raises:
       ValueError: for an unknown name, listing the known ones.
     """
     _import_all()
-    if name not in _BUILDERS:
-        raise ValueError(f"--backbone={name}: unknown backbone; choose one of {sorted(_BUILDERS)}")
-    return _BUILDERS[name](tuple(input_shape), norm=norm, **kwargs)
+    if backbone not in _BUILDERS:
+        raise ValueError(f"--backbone={backbone}: unknown backbone; choose one of {sorted(_BUILDERS)}")
+    return _BUILDERS[backbone](tuple(input_shape), norm=norm, **kwargs)
 
 
 def _import_all():

@@ -1,0 +1,88 @@
+"""Tests of the shared layers against NumPy definitions."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfvssl.models import layers
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_conv_gru_step_matches_numpy_definition():
+    rng = np.random.default_rng(0)
+    gru = layers.ConvGRU(hidden_size=3, dropout=0.0)
+    gru.build((None, 2, 2, 4))
+    x = rng.normal(size=(1, 2, 2, 4)).astype(np.float32)
+    h = rng.normal(size=(1, 2, 2, 3)).astype(np.float32)
+
+    got = gru.step(x, h, training=False).numpy()
+
+    def gate(conv, inputs):  # 1x1 conv = matmul over channels.
+        return inputs @ conv.kernel.numpy()[0, 0] + conv.bias.numpy()
+
+    xh = np.concatenate([x, h], -1)
+    update, reset = sigmoid(gate(gru.update_gate, xh)), sigmoid(gate(gru.reset_gate, xh))
+    candidate = np.tanh(gate(gru.out_gate, np.concatenate([x, h * reset], -1)))
+    np.testing.assert_allclose(got, h * (1 - update) + candidate * update, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_gru_runs_a_sequence_from_zeros_and_drops_the_carried_state():
+    gru = layers.ConvGRU(hidden_size=4, dropout=0.5)
+    sequence = tf.random.stateless_normal([2, 3, 1, 1, 5], seed=[1, 2])
+    gru.build((None, 1, 1, 5))
+
+    outputs, last = gru(sequence, training=False)
+    assert outputs.shape == (2, 3, 1, 1, 4)
+    np.testing.assert_allclose(outputs[:, -1], last)
+    np.testing.assert_allclose(outputs[:, 0], gru.step(sequence[:, 0], tf.zeros([2, 1, 1, 4])))
+    # In training the carried state is dropped out: some entries are exactly zero.
+    outputs, _ = gru(tf.tile(sequence, [1, 1, 8, 8, 1]), training=True)
+    assert np.mean(outputs.numpy() == 0.0) > 0.3
+
+
+def test_gru_and_head_kernels_are_orthogonal():
+    gru = layers.ConvGRU(hidden_size=8)
+    gru.build((None, 1, 1, 8))
+    kernel = gru.update_gate.kernel.numpy()[0, 0]  # [16, 8]
+    np.testing.assert_allclose(kernel.T @ kernel, np.eye(8), atol=1e-5)
+    np.testing.assert_array_equal(gru.update_gate.bias.numpy(), 0.0)
+
+
+def test_max_pool_padding_never_wins():
+    x = -tf.ones([1, 1, 4, 4, 1])  # All negative: zero padding would win every border window.
+    pooled = layers.MaxPool((1, 3, 3), (1, 2, 2), (0, 1, 1))(x)
+    assert pooled.shape == (1, 1, 2, 2, 1)
+    np.testing.assert_array_equal(pooled.numpy(), -1.0)
+
+
+def test_conv_pads_symmetrically_like_pytorch():
+    # 7x7 stride 2 with padding 3 on 8 px: PyTorch reads pixels -3..3 for output 0
+    # (TF "same" would read -2..4).
+    x = np.zeros([1, 1, 8, 8, 1], np.float32)
+    x[0, 0, 3, 3, 0] = 1.0  # Reached by output 0 only with symmetric padding 3.
+    x[0, 0, 4, 4, 0] = 100.0
+    conv = layers.Conv(1, (1, 7, 7), (1, 2, 2), (0, 3, 3), kernel_initializer="zeros")
+    conv.build(x.shape)
+    kernel = np.zeros([1, 7, 7, 1, 1], np.float32)
+    kernel[0, 6, 6] = 1.0  # Picks input (2*i - 3 + 6, 2*j - 3 + 6) for output (i, j).
+    conv.kernel.assign(kernel)
+    y = conv(x).numpy()
+    assert y.shape == (1, 1, 4, 4, 1)
+    assert y[0, 0, 0, 0, 0] == 1.0
+
+
+def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():
+    norm = layers.NormOptions(always_batch_stats=True)("bn")
+    x = tf.random.stateless_normal([8, 3], seed=[0, 1]) * 5.0 + 2.0
+    norm.build(x.shape)
+    y = norm(x, training=False).numpy()
+    np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.std(0), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), 0.0)
+    norm(x, training=True)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), 0.1 * x.numpy().mean(0), rtol=1e-5)
+    plain = layers.NormOptions()("plain")
+    plain.build(x.shape)
+    np.testing.assert_allclose(plain(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-5)

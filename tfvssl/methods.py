@@ -1,0 +1,100 @@
+"""The method registry: a name (`dpc`, `memdpc`, `tcp`, `pace`, `vcop`) -> its `Method`.
+
+A `Method` is everything the generic trainer must not know: the paper's recipe (the
+defaults of the shared flags), how one training example is cut from a video (sampler and
+augmentations), the Keras model and its encoder. The trainer and the CLIs only talk to
+this interface.
+"""
+
+import types
+
+_METHODS = {}
+
+
+def register_method(cls):
+    """Class decorator adding a `Method` subclass under `cls.name`."""
+    if cls.name in _METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def _import_all():
+    # Importing a method's module registers it (and defines its flags).
+    from tfvssl.models import dpc  # noqa: F401
+
+
+def available_methods():
+    _import_all()
+    return sorted(_METHODS)
+
+
+def get_method(name):
+    """The `Method` class registered as `name`; raises ValueError naming `--method`."""
+    _import_all()
+    if name not in _METHODS:
+        raise ValueError(f"--method={name}: unknown method; choose one of {sorted(_METHODS)}")
+    return _METHODS[name]
+
+
+class Method:
+    """A self-supervised pretext task as the trainer sees it.
+
+    Subclasses set `name` and `recipe` and implement the methods below. `config` is a
+    namespace of the resolved flag values (shared flags left unset take the recipe's value).
+
+    Attributes:
+      name: registry name.
+      recipe: the paper's values for the shared training flags (`lr`, `batch_size`,
+        `optimizer`, `weight_decay`, `resolution`, `lr_schedule`, ...).
+      modalities: the record modalities the method reads (see `records.MODALITY_KEYS`).
+    """
+
+    name = None
+    recipe = {}
+
+    def __init__(self, config):
+        self.config = types.SimpleNamespace(**vars(config)) if not isinstance(config, dict) else (
+            types.SimpleNamespace(**config)
+        )
+
+    @property
+    def modalities(self):
+        return (getattr(self.config, "modality", "rgb"),)
+
+    def validate(self):
+        """Raises ValueError naming the offending flag when the configuration is unusable."""
+
+    def min_frames(self):
+        """Frames a video needs to yield one training example."""
+        raise NotImplementedError
+
+    def train_example(self, video, seed):
+        """Cuts and augments one training example.
+
+        Args:
+          video: a parsed record (`records.parse_sequence_example`): JPEG frames per
+            modality, `num_frames`, `label`, ...
+          seed: `[2]` int tensor; all randomness derives from it (stateless).
+
+        Returns:
+          A dict of tensors with static shapes (the model's `data`).
+        """
+        raise NotImplementedError
+
+    def build_model(self, norm_options=None):
+        """Returns the method's `PretextModel` (built lazily on first call)."""
+        raise NotImplementedError
+
+    def clip_shape(self):
+        """`(T, H, W, C)` of one clip the exported encoder takes."""
+        raise NotImplementedError
+
+    def curriculum_stage(self, step):
+        """The curriculum stage active at `step` (0 when the method has no curriculum)."""
+        del step
+        return 0
+
+    def set_curriculum_stage(self, model, stage):
+        """Reconfigures `model` for curriculum `stage`."""
+        del model, stage

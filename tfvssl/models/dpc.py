@@ -1,0 +1,302 @@
+"""Dense Predictive Coding (Han, Xie, Zisserman, ICCV Workshops 2019).
+
+A video is cut into N blocks of L frames. A 2D3D ResNet `f` encodes each block into a
+feature map z (pre-ReLU, averaged over the block's remaining time steps); a ConvGRU `g`
+aggregates ReLU(z) of the first N-P blocks into a context; a two-layer head `phi`
+predicts the next P feature maps one after another, each prediction fed back (ReLU'd)
+into the GRU. Every predicted cell is classified against every true cell of the batch
+(dense NCE, no normalisation, no temperature).
+
+Defaults are the paper's 5pred3 recipe (N=8, L=5, frame stride 3, 128 px); the 4pred4
+stage of the curriculum is `--pred_step=4` initialised from a 5pred3 run, or one run with
+`--curriculum=3:<steps>,4`.
+"""
+
+import keras
+import tensorflow as tf
+from absl import flags
+
+from tfvssl import losses, methods
+from tfvssl.data import augment, pipeline, sampling
+from tfvssl.models import layers
+from tfvssl.models.backbones import build_backbone
+from tfvssl.models.pretext import PretextModel
+
+flags.DEFINE_integer("num_blocks", 8, "DPC family: blocks per sample (N).", lower_bound=2)
+flags.DEFINE_integer("block_length", 5, "DPC family: frames per block (L).", lower_bound=1)
+flags.DEFINE_integer("frame_stride", 3, "DPC family: temporal stride between sampled frames.", lower_bound=1)
+flags.DEFINE_integer("pred_step", 3, "DPC family: future blocks predicted (P < N).", lower_bound=1)
+flags.DEFINE_list(
+    "curriculum", [],
+    "DPC family: pred_step stages as 'pred_step:until_step' items, the last without a step, "
+    "e.g. 3:100000,4. Empty = --pred_step throughout.",
+)
+flags.DEFINE_float("gru_dropout", 0.1, "DPC family: dropout on the ConvGRU's carried state.")
+flags.DEFINE_enum(
+    "crop", "random", ["random", "random_resized"],
+    "DPC family: clip-consistent crop. random = a square of --crop_fraction of the short side "
+    "(DPC UCF101: 224 of 240); random_resized = area U(0.5, 1), aspect U(3/4, 4/3) (DPC K400, MemDPC).",
+)
+flags.DEFINE_float("crop_fraction", 224 / 240, "DPC family: random-crop side / frame short side.")
+flags.DEFINE_float("grey_prob", 0.5, "DPC family: per-frame probability of channel-split grey.")
+flags.DEFINE_list(
+    "color_jitter", ["0.5", "0.5", "0.5", "0.25"],
+    "DPC family: per-frame brightness, contrast, saturation, hue jitter (applied with p=1).",
+)
+flags.DEFINE_boolean(
+    "batch_stats_bn", True,
+    "DPC: BatchNorm uses batch statistics also in inference during pre-training, as the "
+    "authors' backbone (track_running_stats=False). Exported encoders use running statistics.",
+)
+
+
+def parse_curriculum(items, default_pred_step):
+    """`["3:1000", "4"]` -> `[(3, 1000), (4, None)]`; empty -> `[(default, None)]`.
+
+    Raises:
+      ValueError naming `--curriculum` on malformed items.
+    """
+    if not items:
+        return [(default_pred_step, None)]
+    stages = []
+    for position, item in enumerate(items):
+        pred_step, _, until = item.partition(":")
+        last = position == len(items) - 1
+        try:
+            stage = (int(pred_step), int(until) if until else None)
+        except ValueError:
+            raise ValueError(f"--curriculum={','.join(items)}: {item!r} is not 'pred_step:until_step'")
+        if (stage[1] is None) != last:
+            raise ValueError(
+                f"--curriculum={','.join(items)}: every stage but the last needs ':until_step'"
+            )
+        stages.append(stage)
+    return stages
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class BlockEncoder(keras.Model):
+    """`f` then `g`: blocks -> feature maps -> aggregated context (the exported encoder).
+
+    Input `[B, T, H, W, C]` clips with T = N * block_length (reshaped into N blocks) or
+    `[B, N, L, H, W, C]` blocks. Output `{"embedding": [B, D], "feature_map": [B, N, h, w, D],
+    "context": [B, h, w, D]}`: the context is the ConvGRU state after all N blocks, the
+    embedding its spatial mean.
+    """
+
+    def __init__(self, backbone, aggregator, block_length, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.aggregator = aggregator
+        self.block_length = block_length
+
+    def build(self, input_shape):
+        self.built = True  # The backbone and aggregator come built.
+
+    def block_features(self, blocks, training=None):
+        """`[B, N, L, H, W, C]` -> pre-ReLU features `[B, N, h, w, D]` (mean over time)."""
+        shape = tf.shape(blocks)
+        folded = tf.reshape(blocks, tf.concat([[-1], shape[2:]], 0))
+        maps = self.backbone(folded, training=training)["stage5"]
+        pooled = tf.reduce_mean(maps, axis=1)
+        num_blocks = blocks.shape[1] if blocks.shape[1] is not None else shape[1]
+        return tf.reshape(pooled, tf.concat([[-1, num_blocks], tf.shape(pooled)[1:]], 0))
+
+    def to_blocks(self, clips):
+        """`[B, N*L, H, W, C]` -> `[B, N, L, H, W, C]`."""
+        if clips.shape.rank == 6:
+            return clips
+        length = clips.shape[1]
+        if length is not None and length % self.block_length:
+            raise ValueError(f"clip length {length} is not a multiple of the block length {self.block_length}")
+        num_blocks = length // self.block_length if length is not None else -1
+        return tf.reshape(clips, [-1, num_blocks, self.block_length, *clips.shape[2:]])
+
+    def call(self, clips, training=None):
+        features = self.block_features(self.to_blocks(clips), training=training)
+        _, context = self.aggregator(tf.nn.relu(features), training=training)
+        return {
+            "embedding": tf.reduce_mean(context, axis=[1, 2]),
+            "feature_map": features,
+            "context": context,
+        }
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class DensePredictiveCoding(PretextModel):
+    """The DPC pretext model: `data = {"blocks": [B, N, L, H, W, 3]}`.
+
+    Args:
+      backbone: registry name of the 2D3D ResNet.
+      num_blocks, block_length, resolution: the input `[N, L, H=W=resolution]`.
+      pred_step: P, the number of future blocks predicted.
+      gru_dropout: dropout on the GRU's carried state.
+      negatives: `"replica"` or `"global"`.
+      batch_stats_bn: BatchNorm on batch statistics in inference too.
+      sync_bn: synchronised BatchNorm across replicas.
+      weight_decay: coupled L2 (see `PretextModel`).
+    """
+
+    def __init__(
+        self,
+        backbone="r2d3d18",
+        num_blocks=8,
+        block_length=5,
+        resolution=128,
+        pred_step=3,
+        gru_dropout=0.1,
+        negatives="replica",
+        batch_stats_bn=True,
+        sync_bn=False,
+        weight_decay=0.0,
+        **kwargs,
+    ):
+        super().__init__(weight_decay=weight_decay, **kwargs)
+        self.config = dict(
+            backbone=backbone, num_blocks=num_blocks, block_length=block_length,
+            resolution=resolution, pred_step=pred_step, gru_dropout=gru_dropout,
+            negatives=negatives, batch_stats_bn=batch_stats_bn, sync_bn=sync_bn,
+        )
+        self.pred_step = pred_step
+        self.negatives = negatives
+        norm = layers.NormOptions(always_batch_stats=batch_stats_bn, synchronized=sync_bn)
+        net = build_backbone(backbone, (block_length, resolution, resolution, 3), norm=norm, name="backbone")
+        step_shape = (None, *net.output["stage5"].shape[2:])  # One block's map [B, h, w, D].
+        depth = step_shape[-1]
+        gru = layers.ConvGRU(depth, dropout=gru_dropout, gain=1.0, name="agg")
+        gru.build(step_shape)
+        self.encoder = BlockEncoder(net, gru, block_length, name="encoder")
+        self.predictor = layers.PredictionHead(depth, depth, gain=1.0, name="network_pred")
+        self.predictor.build(step_shape)
+        self.num_blocks = num_blocks
+
+    def build(self, input_shape):
+        # Every variable was created in __init__ (the shapes follow from the config).
+        self.built = True
+
+    def predict_future(self, features, pred_step, training=None):
+        """Aggregates the first N-P blocks and predicts the P next feature maps.
+
+        Args:
+          features: `[B, N, h, w, D]` pre-ReLU block features.
+
+        Returns:
+          `[B, P, h, w, D]` predictions, made one after another from the context only:
+          each prediction (ReLU'd) is fed back into the GRU, never the ground truth.
+        """
+        context = tf.nn.relu(features[:, : self.num_blocks - pred_step])
+        _, state = self.encoder.aggregator(context, training=training)
+        predictions = []
+        for step in range(pred_step):
+            prediction = self.predictor(state)
+            predictions.append(prediction)
+            if step < pred_step - 1:
+                state = self.encoder.aggregator.step(tf.nn.relu(prediction), state, training=training)
+        return tf.stack(predictions, axis=1)
+
+    def call(self, blocks, training=None):
+        features = self.encoder.block_features(blocks, training=training)
+        predictions = self.predict_future(features, self.pred_step, training=training)
+        return {"predictions": predictions, "targets": features[:, self.num_blocks - self.pred_step :]}
+
+    def compute_pretext(self, data, training):
+        outputs = self(data["blocks"], training=training)
+        nce = losses.dense_predictive_nce(outputs["predictions"], outputs["targets"], self.negatives)
+        logs = {"loss": nce["loss"]}
+        for k in (1, 3, 5):
+            logs[f"top{k}"] = losses.top_k_accuracy(nce["logits"], nce["labels"], k)
+        return logs
+
+    def build_encoder(self):
+        return self.encoder
+
+    def get_config(self):
+        return {**super().get_config(), **self.config, "pred_step": self.pred_step}
+
+
+def dpc_train_example(config, video, seed, *, modality="rgb"):
+    """Samples and augments one `[N, L, R, R, C]` block tensor (DPC/MemDPC recipe).
+
+    Clip-consistent crop (square `crop_fraction` of the short side, or random-resized),
+    nearest-neighbour resize to the resolution, clip-consistent flip; then, per frame,
+    channel-split grey and colour jitter (RGB only); ImageNet normalisation.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    n, length, size = config.num_blocks, config.block_length, config.resolution
+    indices = sampling.sample_blocks(video["num_frames"], n, length, config.frame_stride, seeds[0])
+    frames = pipeline.decode_frames(video[modality], tf.reshape(indices, [-1]), modality)
+    if config.crop == "random_resized":
+        clip = augment.random_resized_crop(frames, size, seeds[1], method="bilinear")
+    else:
+        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
+        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * config.crop_fraction), tf.int32)
+        clip = augment.resize(augment.random_crop(frames, crop, seeds[1]), size, method="nearest")
+    clip = augment.random_flip(clip, seeds[2])
+    clip = tf.image.convert_image_dtype(clip, tf.float32)
+    if modality == "rgb":
+        clip = augment.random_channel_split_grey(clip, seeds[3], prob=config.grey_prob)
+        brightness, contrast, saturation, hue = (float(v) for v in config.color_jitter)
+        clip = augment.color_jitter(
+            clip, seeds[4], brightness, contrast, saturation, hue, prob=1.0, per_frame=True
+        )
+        clip = augment.normalize(clip, "imagenet")
+    else:
+        clip = augment.normalize(clip, "unit")
+    return tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
+
+
+@methods.register_method
+class DPC(methods.Method):
+    """Dense Predictive Coding; recipe of the paper (§3.5): Adam 1e-3, weight decay 1e-5,
+    decay to 1e-4 on a validation plateau, 128 px, batch 64 per GPU."""
+
+    name = "dpc"
+    recipe = dict(
+        backbone="r2d3d18", resolution=128, batch_size=64, optimizer="adam", lr=1e-3,
+        weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,
+        train_steps=300_000,
+    )
+
+    def stages(self):
+        return parse_curriculum(self.config.curriculum, self.config.pred_step)
+
+    def validate(self):
+        for pred_step, _ in self.stages():
+            if pred_step >= self.config.num_blocks:
+                raise ValueError(
+                    f"--pred_step={pred_step}: must be smaller than --num_blocks={self.config.num_blocks} "
+                    "(at least one context block)"
+                )
+        if self.config.modality != "rgb":
+            raise ValueError(f"--modality={self.config.modality}: DPC trains on rgb (MemDPC adds flow)")
+        if len(self.config.color_jitter) != 4:
+            raise ValueError(f"--color_jitter={','.join(self.config.color_jitter)}: needs 4 values")
+
+    def min_frames(self):
+        c = self.config
+        return sampling.blocks_span(c.num_blocks, c.block_length, c.frame_stride)
+
+    def train_example(self, video, seed):
+        return {"blocks": dpc_train_example(self.config, video, seed)}
+
+    def build_model(self, norm_options=None):
+        c = self.config
+        return DensePredictiveCoding(
+            backbone=c.backbone, num_blocks=c.num_blocks, block_length=c.block_length,
+            resolution=c.resolution, pred_step=self.stages()[0][0], gru_dropout=c.gru_dropout,
+            negatives=c.negatives, batch_stats_bn=c.batch_stats_bn, sync_bn=c.sync_bn,
+            weight_decay=c.weight_decay if c.optimizer != "adamw" else 0.0,
+        )
+
+    def clip_shape(self):
+        c = self.config
+        return (c.num_blocks * c.block_length, c.resolution, c.resolution, 3)
+
+    def curriculum_stage(self, step):
+        for index, (_, until) in enumerate(self.stages()):
+            if until is None or step < until:
+                return index
+        return len(self.stages()) - 1
+
+    def set_curriculum_stage(self, model, stage):
+        model.pred_step = self.stages()[stage][0]

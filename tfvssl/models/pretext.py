@@ -1,0 +1,106 @@
+"""The base class of every method's Keras model: one training step for all of them.
+
+A method's model implements `compute_pretext(data, training)` returning its loss and
+metrics; `train_step` adds what every method needs and the authors' PyTorch code did
+implicitly: coupled L2 weight decay on every parameter (PyTorch's `weight_decay`, not
+Keras' decoupled one), global-batch loss scaling under `tf.distribute`, loss scaling for
+float16, and skipping a step whose loss is not finite. Because it is a regular Keras
+`train_step`, the model also trains with `model.fit` in a user's own code.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def all_replicas_agree(flag):
+    """True on every replica iff `flag` is true on all of them (scalar bool)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return flag
+    failures = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
+    return tf.equal(failures, 0.0)
+
+
+def apply_gradients_if(condition, optimizer, grads, variables):
+    """Applies `grads` unless `condition` is false on the replicas (it must agree on all).
+
+    An optimizer step under MirroredStrategy synchronises replicas (a merge call), which
+    may not sit inside a `tf.cond` in replica context; so the condition is evaluated in
+    cross-replica context and the update re-entered per replica, as Keras'
+    LossScaleOptimizer does.
+    """
+    context = tf.distribute.get_replica_context()
+    if (
+        context is None
+        or context.num_replicas_in_sync == 1
+        and not tf.distribute.has_strategy()
+        or tf.__internal__.distribute.strategy_supports_no_merge_call()
+    ):
+        tf.cond(condition, lambda: optimizer.apply(grads, variables), lambda: None)
+        return
+
+    def cross_replica(distribution, condition, grads):
+        first = distribution.experimental_local_results(condition)[0]
+
+        def apply():
+            distribution.extended.call_for_each_replica(optimizer.apply, args=(grads, variables))
+
+        tf.cond(first, apply, lambda: None)
+
+    context.merge_call(cross_replica, args=(condition, grads))
+
+
+class PretextModel(keras.Model):
+    """A self-supervised model: subclasses define `compute_pretext` and `encoder`.
+
+    Args:
+      weight_decay: coupled L2 coefficient, applied to every trainable variable as
+        PyTorch's optimizers do (the gradient of `weight_decay / 2 * ||w||^2`).
+    """
+
+    def __init__(self, weight_decay=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight_decay = float(weight_decay)
+
+    def compute_pretext(self, data, training):
+        """Returns a dict with the scalar `loss` and the method's metrics (scalars)."""
+        raise NotImplementedError
+
+    def build_encoder(self):
+        """Returns the encoder (a Keras model sharing this model's weights): clips ->
+        `{"embedding": [B, D], "feature_map": [B, t, h, w, D], ...}` (DESIGN contract)."""
+        raise NotImplementedError
+
+    def l2_penalty(self):
+        """`weight_decay / 2 * sum ||w||^2` over the trainable variables, float32."""
+        squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in self.trainable_variables]
+        return 0.5 * self.weight_decay * tf.add_n(squares)
+
+    def train_step(self, data):
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            logs = self.compute_pretext(data, training=True)
+            objective = tf.cast(logs["loss"], tf.float32)
+            if self.weight_decay:
+                objective += self.l2_penalty()
+            # Gradients are summed over replicas: scale so they average the global batch.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(objective / replicas)
+        grads = tape.gradient(scaled, variables)
+        finite = tf.math.is_finite(objective)
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # A loss-scaling optimizer skips overflowing float16 steps itself; otherwise a
+            # non-finite gradient is as fatal as a non-finite loss.
+            finite = tf.logical_and(
+                finite, tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+            )
+        finite = all_replicas_agree(finite)
+        apply_gradients_if(finite, self.optimizer, grads, variables)
+        logs["finite"] = tf.cast(finite, tf.float32)
+        return logs
+
+    def test_step(self, data):
+        return self.compute_pretext(data, training=False)
+
+    def get_config(self):
+        return {"weight_decay": self.weight_decay, "name": self.name}

@@ -1,0 +1,95 @@
+"""Self-supervised pretraining: `python -m tfvssl.pretrain --flagfile=configs/<method>.flags`.
+
+    python -m tfvssl.pretrain --flagfile=configs/dpc.flags --data=<shards> --workdir=<dir>
+
+Without `--data` the embedded synthetic dataset is generated (once) and used. Every flag
+is checked before any work starts; the effective flags (recipe defaults filled in) are
+written to `<workdir>/flags.txt`, which is itself a valid flagfile.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tfvssl import methods
+from tfvssl.data import records
+from tfvssl.train import flags as train_flags
+
+FLAGS = flags.FLAGS
+
+
+def effective_config(flag_values=FLAGS):
+    """Validates the flags and resolves the configuration; raises ValueError naming a flag.
+
+    Resolves `--data` (generating the embedded dataset when unset) and `--workdir`.
+    """
+    method_cls = methods.get_method(flag_values.method)
+    config = train_flags.resolve_config(flag_values, method_cls)
+    if config.batch_size is None and config.per_replica_batch_size is None:
+        raise ValueError(f"--batch_size: the {config.method} recipe sets none; give one")
+    if config.lr_schedule == "steps" and not config.lr_decay_steps:
+        raise ValueError("--lr_decay_steps: the steps schedule needs at least one step")
+    if config.lr_schedule in ("steps", "plateau") and config.lr_decay_factor is None:
+        raise ValueError(f"--lr_decay_factor: the {config.lr_schedule} schedule needs one")
+    method = method_cls(config)
+    method.validate()
+    if config.data is None:
+        from tfvssl.data import synthetic
+
+        config.data = synthetic.default_dataset(
+            synthetic.SyntheticConfig(
+                num_classes=config.synthetic_num_classes,
+                resolution=config.synthetic_resolution,
+                num_frames=config.synthetic_num_frames,
+                train_videos_per_class=config.synthetic_videos_per_class,
+                test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
+            )
+        )
+        logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
+    records.list_shards(config.data, config.split)  # Fails early, naming --data.
+    config.workdir = config.workdir or os.path.join("workdirs", config.method)
+    method.config = config
+    return method, config
+
+
+def write_flags(config, path, flag_values=FLAGS):
+    """Writes the effective value of every tfvssl flag as a flagfile."""
+    names = sorted(
+        flag.name
+        for module, module_flags in flag_values.flags_by_module_dict().items()
+        if module.startswith("tfvssl") or os.path.basename(module).startswith("pretrain")
+        for flag in module_flags
+    )
+    lines = []
+    for name in names:
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        lines.append(f"--{name}={value}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        method, config = effective_config()
+    except ValueError as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from tfvssl.train import trainer  # Heavy imports only once the flags are known good.
+
+    write_flags(config, os.path.join(config.workdir, "flags.txt"))
+    trainer.train(method, config, config.workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""The generic pretraining trainer: strategy, optimiser and schedules, checkpoints, logs."""

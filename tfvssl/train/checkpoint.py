@@ -1,0 +1,87 @@
+"""Checkpoints that survive crashes: atomic saves, and restores that skip a broken one.
+
+TensorFlow writes a checkpoint's data and index before it rewrites the `checkpoint` state
+file (atomically), so a save interrupted by a crash never becomes the latest. A file
+corrupted later (disk error, truncated copy) is detected at restore time: the restore
+then falls back to the previous complete checkpoint with a warning.
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+from absl import logging
+
+
+class Checkpointer:
+    """Saves and restores `tf.train.Checkpoint(**objects)` in `directory`.
+
+    Args:
+      directory: `<workdir>/ckpt`.
+      keep: number of checkpoints kept.
+      is_chief: only the chief keeps what it writes; other workers of a multi-worker job
+        must still take part in the save (it is a collective), so they write to a
+        temporary directory that is deleted right away.
+      **objects: trackables to save (model, optimizer, step, ...).
+    """
+
+    def __init__(self, directory, keep=3, is_chief=True, **objects):
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.is_chief = is_chief
+        self.directory = directory if is_chief else tempfile.mkdtemp(prefix="tfvssl-worker-ckpt-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+
+    def save(self, step):
+        """Writes a checkpoint for `step`; returns its path (chief) or None."""
+        path = self.manager.save(checkpoint_number=int(step))
+        if not self.is_chief:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            return None
+        return path
+
+    def restore_latest(self):
+        """Restores the newest readable checkpoint; returns its path, or None if none.
+
+        A checkpoint that fails to read is reported and the previous one is tried.
+        """
+        candidates = list(reversed(self.manager.checkpoints))
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                logging.warning(
+                    "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                    path, type(error).__name__, str(error).splitlines()[0][:200],
+                )
+                continue
+            if path != candidates[0]:
+                logging.warning("resumed from %s, not the newest checkpoint %s", path, candidates[0])
+            return path
+        if candidates:
+            raise RuntimeError(f"no readable checkpoint in {self.directory} (tried {candidates})")
+        return None
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+
+def load_weights(model, path):
+    """Initialises `model` from the model part of a tfvssl checkpoint (`--init_from`).
+
+    `path` is a checkpoint prefix or a directory holding checkpoints (its latest is used):
+    a workdir's `ckpt/`, a workdir itself, or the output of `tfvssl.convert`.
+    """
+    resolved = path
+    for directory in (path, os.path.join(path, "ckpt")):
+        if os.path.isdir(directory):
+            resolved = tf.train.latest_checkpoint(directory)
+            if resolved:
+                break
+    if not resolved:
+        raise ValueError(f"--init_from={path}: no checkpoint found")
+    status = tf.train.Checkpoint(model=model).read(resolved)
+    status.expect_partial().assert_existing_objects_matched()
+    logging.info("initialised the model from %s", resolved)
+    return resolved

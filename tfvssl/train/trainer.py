@@ -1,0 +1,275 @@
+"""The one trainer every method uses.
+
+`train(method, config, workdir)` builds the method's model and optimizer inside a
+tf.distribute strategy, resumes from the newest readable checkpoint of the workdir (step,
+weights, optimizer state, learning-rate schedule, curriculum stage, data position and
+dropout RNG state), then runs `model.train_step` replica-wise on the method's input
+pipeline, logging to TensorBoard, `metrics.jsonl` and the console, validating and
+checkpointing at intervals. A step with a non-finite loss is skipped and logged; after
+`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfvssl.data import pipeline, records
+from tfvssl.train import checkpoint, optim, reporting
+from tfvssl.train import strategy as strategies
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when too many steps had a non-finite loss."""
+
+
+class DataPosition:
+    """Tracks the consumed stream position of each input pipeline and the skipped records.
+
+    Elements carry `(pipeline, epoch, offset)`; a gap between consecutive offsets of one
+    pipeline is a record the pipeline dropped (too short, undecodable).
+    """
+
+    def __init__(self, num_pipelines):
+        # [pipeline] -> (epoch, offset of the last consumed record); checkpointed.
+        self.variable = tf.Variable(
+            np.tile(np.array([[0, -1]], np.int64), (num_pipelines, 1)), trainable=False, name="data_position"
+        )
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_records")
+
+    def start(self, pipeline_index):
+        """`(epoch, offset)` where pipeline `pipeline_index` resumes."""
+        position = self.variable.numpy()
+        if pipeline_index >= len(position):  # Resumed with more pipelines: start afresh.
+            return 0, 0
+        epoch, offset = position[pipeline_index]
+        return int(epoch), int(offset) + 1
+
+    def consume(self, positions):
+        """Advances with the `[B, 3]` positions of a batch; returns the records skipped."""
+        state = self.variable.numpy().copy()
+        skipped = 0
+        for pipeline_index, epoch, offset in sorted(map(tuple, positions)):
+            if pipeline_index >= len(state):
+                continue
+            last_epoch, last_offset = state[pipeline_index]
+            skipped += offset - last_offset - 1 if epoch == last_epoch else offset
+            state[pipeline_index] = (epoch, offset)
+        self.variable.assign(state)
+        self.skipped.assign_add(skipped)
+        return skipped
+
+
+def _seed_generator_states(model):
+    """The RNG state variables of the model's dropout layers, so resumes replay them."""
+    return {
+        f"seed_{index}": variable.value
+        for index, variable in enumerate(v for v in model.variables if "seed_generator_state" in v.path)
+    }
+
+
+def _global_batch_size(config, strategy):
+    if config.per_replica_batch_size:
+        return config.per_replica_batch_size * strategy.num_replicas_in_sync
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"--batch_size={config.batch_size}: not divisible by {strategy.num_replicas_in_sync} replicas"
+        )
+    return config.batch_size
+
+
+def _build(model, element_spec):
+    """Creates every variable by one pass of the pretext computation on zeros."""
+    dummy = {
+        name: tf.zeros([2, *spec.shape[1:]], spec.dtype)
+        for name, spec in element_spec.items()
+        if name != "position"
+    }
+    model.compute_pretext(dummy, training=False)
+
+
+def make_validation_step(model, strategy):
+    """A tf.function running `model.test_step` on every replica, averaged."""
+
+    @tf.function
+    def validation_step(batch):
+        batch.pop("position")
+        logs = strategy.run(model.test_step, args=(batch,))
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+
+    return validation_step
+
+
+def validate(validation_step, dataset):
+    """Mean of the validation step's outputs over the batches of `dataset`."""
+    totals, count = {}, 0
+    for batch in dataset:
+        for name, value in validation_step(batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+        count += 1
+    return {name: value / count for name, value in totals.items()} if count else {}
+
+
+def train(method, config, workdir, strategy=None):
+    """Pretrains `method` with `config`, writing into `workdir`; returns the final logs.
+
+    Args:
+      method: a `tfvssl.methods.Method`, already validated.
+      config: the resolved configuration (`tfvssl.train.flags.resolve_config`).
+      workdir: output directory (`ckpt/`, `tensorboard/`, `metrics.jsonl`).
+      strategy: a tf.distribute strategy (default: from `config.strategy`).
+    """
+    strategy = strategy or strategies.make_strategy(config.strategy)
+    strategies.describe(strategy)
+    chief = strategies.is_chief(strategy)
+    if chief:
+        os.makedirs(workdir, exist_ok=True)
+    files = records.list_shards(config.data, config.split)
+    global_batch = _global_batch_size(config, strategy)
+    num_pipelines = strategies.num_workers(strategy)
+
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = method.build_model()
+        optimizer = optim.make_optimizer(config)
+        model.compile(optimizer=optimizer, jit_compile=False)
+        model.xla_gradients = config.jit_compile
+        probe = pipeline.training_dataset(files, method, 2, seed=config.seed, shuffle_buffer=1)
+        _build(model, probe.element_spec)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage")
+        position = DataPosition(num_pipelines)
+    schedule = optim.LearningRateSchedule(config, optimizer)
+    checkpointer = checkpoint.Checkpointer(
+        os.path.join(workdir, "ckpt"), keep=config.keep_checkpoints, is_chief=chief,
+        model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
+        data_position=position.variable, skipped_records=position.skipped,
+        schedule=schedule.state(), rng=_seed_generator_states(model),
+    )
+    resumed = checkpointer.restore_latest()
+    if resumed:
+        logging.info("resumed from %s at step %d", resumed, int(step.numpy()))
+    elif config.init_from:
+        checkpoint.load_weights(model, config.init_from)
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    logging.info("%s: %s trainable parameters", method.name, f"{params:,}")
+
+    def dataset_fn(context):
+        start_epoch, start_offset = position.start(context.input_pipeline_id)
+        return pipeline.training_dataset(
+            files, method, context.get_per_replica_batch_size(global_batch), seed=config.seed,
+            start_epoch=start_epoch, start_offset=start_offset,
+            pipeline_index=context.input_pipeline_id, num_pipelines=context.num_input_pipelines,
+            shuffle_buffer=config.shuffle_buffer, deterministic=config.deterministic,
+        )
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    val_dataset = _validation_dataset(config, method, files, global_batch)
+    if val_dataset is not None:
+        val_dataset = strategy.experimental_distribute_dataset(val_dataset)
+        validation_step = make_validation_step(model, strategy)
+
+    def make_train_step():
+        @tf.function
+        def train_step(iterator):
+            batch = next(iterator)
+            positions = strategy.gather(batch.pop("position"), axis=0)
+            logs = strategy.run(model.train_step, args=(batch,))
+            logs = {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+            return logs, positions
+
+        return train_step
+
+    writer = reporting.MetricWriter(workdir, enabled=chief)
+    current = int(step.numpy())
+    clock = reporting.Clock(config.train_steps, current)
+    val_every = config.val_every or config.checkpoint_every
+    nonfinite = 0
+    train_step, traced_stage = None, None
+    interval = {}
+    logs = {}
+    try:
+        while current < config.train_steps:
+            wanted = method.curriculum_stage(current)
+            if wanted != traced_stage:
+                method.set_curriculum_stage(model, wanted)
+                stage.assign(wanted)
+                train_step, traced_stage = make_train_step(), wanted
+                logging.info("curriculum stage %d from step %d", wanted, current)
+            lr = schedule.update(current)
+            logs, positions = train_step(iterator)
+            current = int(step.assign_add(1).numpy())
+            clock.tick(current)
+            skipped = position.consume(positions.numpy())
+            if skipped:
+                logging.warning(
+                    "step %d: skipped %d video(s) that were too short or failed to decode "
+                    "(%d so far)", current, skipped, int(position.skipped.numpy()),
+                )
+            logs = {name: float(value) for name, value in logs.items()}
+            if not logs.pop("finite"):
+                nonfinite += 1
+                logging.warning(
+                    "step %d: non-finite loss (%s); the update was skipped (%d of at most %d)",
+                    current, logs.get("loss"), nonfinite, config.max_nonfinite_steps,
+                )
+                if nonfinite >= config.max_nonfinite_steps:
+                    raise NonFiniteLossError(
+                        f"stopping at step {current}: {nonfinite} steps had a non-finite loss "
+                        f"(--max_nonfinite_steps={config.max_nonfinite_steps}); the last good "
+                        f"checkpoint is {checkpointer.latest}"
+                    )
+                continue
+            for name, value in logs.items():
+                interval.setdefault(name, []).append(value)
+            if current % config.log_every == 0 or current == config.train_steps:
+                rate = clock.interval_rate(current)
+                scalars = {f"train/{name}": float(np.mean(values)) for name, values in interval.items()}
+                scalars.update(lr=lr, curriculum_stage=traced_stage, skipped_videos=float(position.skipped.numpy()))
+                if rate:
+                    scalars["clips_per_second"] = rate * global_batch
+                reporting.progress_line(current, config.train_steps, scalars, scalars.get("clips_per_second"), clock.eta(current))
+                writer.write(current, scalars)
+                interval = {}
+            if val_dataset is not None and (current % val_every == 0 or current == config.train_steps):
+                val_logs = validate(validation_step, val_dataset)
+                schedule.on_validation(val_logs["loss"], current)
+                writer.write(current, {f"val/{name}": value for name, value in val_logs.items()})
+                logging.info("step %d validation: %s", current, _format(val_logs))
+            if current % config.checkpoint_every == 0 or current == config.train_steps:
+                path = checkpointer.save(current)
+                if path:
+                    logging.info("saved %s", path)
+    finally:
+        writer.close()
+    return logs
+
+
+def _validation_dataset(config, method, train_files, global_batch):
+    """`--val_batches` fixed batches from `--val_data` or the `--val_split` of the data root.
+
+    The seed and order are fixed, so every validation sees the same clips and their losses
+    are comparable (the plateau schedule depends on it). None when there is no such split.
+    """
+    source = config.val_data or config.data
+    try:
+        files = records.list_shards(source, config.val_split)
+    except ValueError:
+        if config.val_data:
+            raise
+        files = train_files
+    if not config.val_data and files == train_files:
+        logging.info("no %r split next to the training data: validation is off", config.val_split)
+        return None
+    dataset = pipeline.training_dataset(
+        files, method, global_batch, seed=config.seed + 1, shuffle_buffer=1, deterministic=True
+    )
+    return dataset.take(config.val_batches)
+
+
+def _format(logs):
+    return ", ".join(f"{name} {value:.4g}" for name, value in logs.items())
