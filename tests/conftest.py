@@ -30,3 +30,25 @@ def fixture_dir():
         return path
 
     return get
+
+
+TINY_DPC_FLAGS = [
+    "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1", "--pred_step=2",
+    "--per_replica_batch_size=4", "--log_every=1", "--val_batches=1", "--shuffle_buffer=8",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A tiny embedded dataset (3 motion classes, 24 frames of 32 px), shared by the session."""
+    from tfvssl.data import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(
+        str(root),
+        synthetic.SyntheticConfig(
+            num_classes=3, train_videos_per_class=4, test_videos_per_class=2, num_frames=24,
+            resolution=32, seed=0, shard_size=5,
+        ),
+    )
+    return str(root)

@@ -19,19 +19,19 @@ def register_method(cls):
     return cls
 
 
-def _import_all():
+def import_all():
     # Importing a method's module registers it (and defines its flags).
     from tfvssl.models import dpc  # noqa: F401
 
 
 def available_methods():
-    _import_all()
+    import_all()
     return sorted(_METHODS)
 
 
 def get_method(name):
     """The `Method` class registered as `name`; raises ValueError naming `--method`."""
-    _import_all()
+    import_all()
     if name not in _METHODS:
         raise ValueError(f"--method={name}: unknown method; choose one of {sorted(_METHODS)}")
     return _METHODS[name]

@@ -17,6 +17,7 @@ from tfvssl.data import records
 from tfvssl.train import flags as train_flags
 
 FLAGS = flags.FLAGS
+methods.import_all()  # Every method's flags must exist before the command line is parsed.
 
 
 def effective_config(flag_values=FLAGS):

@@ -46,12 +46,17 @@ def element_seed(seed, epoch, offset):
 
 
 def _epoch_records(files, epoch, seed, pipeline_index, num_pipelines, shuffle_buffer, deterministic):
-    """Serialized records of one epoch for one input pipeline, shuffled by `(seed, epoch)`."""
-    epoch_seed = seed * 1_000_003 + epoch
+    """Serialized records of one epoch for one input pipeline, shuffled by `(seed, epoch)`.
+
+    Files are permuted per epoch with a stateless shuffle; the record-level shuffle buffer
+    has a fixed seed (tf.data takes no tensor seeds inside `flat_map`), so its randomness
+    per epoch comes from the different file order it is fed.
+    """
     if len(files) >= num_pipelines:
         files = files[pipeline_index::num_pipelines]
-    dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=epoch_seed)
-    dataset = dataset.interleave(
+    order_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    shuffled = tf.random.experimental.stateless_shuffle(tf.constant(files), order_seed)
+    dataset = tf.data.Dataset.from_tensor_slices(shuffled).interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(len(files), 8),
         num_parallel_calls=AUTOTUNE,
@@ -60,7 +65,7 @@ def _epoch_records(files, epoch, seed, pipeline_index, num_pipelines, shuffle_bu
     if len(files) < num_pipelines:
         # Fewer shards than pipelines: split records instead of files.
         dataset = dataset.shard(num_pipelines, pipeline_index)
-    return dataset.shuffle(shuffle_buffer, seed=epoch_seed)
+    return dataset.shuffle(shuffle_buffer, seed=seed)
 
 
 def training_dataset(
@@ -87,7 +92,8 @@ def training_dataset(
         `start_offset` are skipped unread but for their bytes).
       pipeline_index, num_pipelines: this input pipeline among all (multi-worker sharding).
       shuffle_buffer: records in the shuffle buffer.
-      deterministic: keep a reproducible element order (slightly slower).
+      deterministic: a reproducible record order (the shard interleave waits for slow
+        files instead of taking whichever is ready).
 
     Returns:
       A `tf.data.Dataset` of dicts: the method's example tensors batched, plus `position`
@@ -113,16 +119,15 @@ def training_dataset(
         example["position"] = tf.stack([tf.constant(pipeline_index, tf.int64), epoch, offset])
         return example
 
+    # The maps keep their order even when `deterministic` is off: the trainer's position
+    # bookkeeping relies on offsets arriving in increasing order.
     dataset = first.concatenate(rest)
-    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.filter(lambda epoch, offset, video: video["num_frames"] >= min_frames)
-    dataset = dataset.map(make_example, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.map(make_example, num_parallel_calls=AUTOTUNE, deterministic=True)
     # A corrupt JPEG fails its decode: drop that video (the trainer counts it) and go on.
     dataset = dataset.ignore_errors()
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    dataset = dataset.with_options(options)
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -95,7 +95,7 @@ def make_validation_step(model, strategy):
 
     @tf.function
     def validation_step(batch):
-        batch.pop("position")
+        batch = {name: value for name, value in batch.items() if name != "position"}
         logs = strategy.run(model.test_step, args=(batch,))
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 

@@ -1,0 +1,586 @@
+"""Clip augmentations of the five methods as pure TF ops on `[T, H, W, C]` clips.
+
+Geometry (crops, flips, resizing) is drawn once per clip so every frame sees the same
+window; colour ops draw per frame or per clip as each method's recipe says. The DPC family
+applies these ops to all blocks of a sample at once (`[N * L, H, W, C]`), so one crop
+covers every block; VCOP and temporal CPC crop each clip of a tuple or each segment
+independently with `map_per_clip`.
+
+Dtypes: geometry ops accept uint8 or float clips and return the input dtype (uint8
+results of interpolation are rounded). Colour ops accept uint8 (0-255) or float in
+[0, 1] and return float32 in [0, 1]. `normalize` returns float32 model inputs.
+
+Randomness is stateless: every random op takes `seed`, an int32/int64 tensor of shape
+`[2]`, and derives its sub-seeds from it, so the same seed gives the same output. All ops
+work eagerly and inside `tf.data` maps with unknown T, H and W.
+
+Resizing: `nearest` matches the authors' PIL `Scale` (DPC/MemDPC) except where a sample
+falls exactly on a pixel boundary, where PIL's float accumulation picks the pixel before;
+`bilinear` with `antialias=True` (the default) matches PIL's bilinear (DPC random-sized
+crop, VCOP's 128x171 resize) to within one grey level; `antialias=False` corresponds to
+OpenCV's bilinear and PyTorch's `interpolate` (Pace, Oops).
+"""
+
+import tensorflow as tf
+
+from tfvssl.data import sampling
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+NORMALIZE_MODES = ("imagenet", "kinetics", "unit", "raw", "flow")
+
+# torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma), used by its ColorJitter.
+_GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+# Colour jitter operation ids, in torchvision's order.
+_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------
+
+
+def _pair(size):
+    """`size` as (height, width); an int or a scalar int tensor means a square."""
+    if isinstance(size, (tuple, list)):
+        height, width = size
+        return height, width
+    return size, size
+
+
+def _as_float(clip):
+    """uint8 0-255 or float 0-1 -> float32 0-1."""
+    if clip.dtype == tf.uint8:
+        return tf.cast(clip, tf.float32) / 255.0
+    if not clip.dtype.is_floating:
+        raise ValueError(f"clips must be uint8 or float, got {clip.dtype.name}")
+    return tf.cast(clip, tf.float32)
+
+
+def _cast_like(values, dtype):
+    """Casts interpolated values back to the clip's dtype, rounding for integers."""
+    if values.dtype == dtype:
+        return values
+    if dtype.is_integer:
+        values = tf.clip_by_value(tf.round(values), dtype.min, dtype.max)
+    return tf.cast(values, dtype)
+
+
+def _crop(clip, top, left, height, width):
+    """The window `[top:top + height, left:left + width]` of every frame."""
+    fits = tf.debugging.assert_less_equal(
+        tf.stack([height, width]),
+        tf.shape(clip)[1:3],
+        message="the crop (height, width) must fit the clip",
+    )
+    with tf.control_dependencies([fits]):
+        window = tf.slice(clip, tf.stack([0, top, left, 0]), tf.stack([-1, height, width, -1]))
+    # Keep the static sizes that slicing with tensors forgets.
+    window.set_shape(
+        [clip.shape[0], tf.get_static_value(height), tf.get_static_value(width), clip.shape[3]]
+    )
+    return window
+
+
+def _centre_offset(length, crop_length):
+    # Python 3's round() as in torchvision's CenterCrop: tf.round rounds half to even too.
+    return tf.cast(tf.round(tf.cast(length - crop_length, tf.float32) / 2.0), tf.int32)
+
+
+def _per_frame(values):
+    """`[D]` per-frame (or per-clip, D = 1) values -> `[D, 1, 1, 1]` to broadcast on a clip."""
+    return tf.reshape(values, [-1, 1, 1, 1])
+
+
+def _check_probability(prob):
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1], got {prob}")
+
+
+# ----------------------------------------------------------------------------------------
+# Geometry: one draw per clip
+# ----------------------------------------------------------------------------------------
+
+
+def random_crop(clip, size, seed):
+    """A window at a uniformly random position, the same for every frame.
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      size: crop size, int or scalar int tensor (square) or (height, width); must
+        fit the clip.
+      seed: `[2]` int32/int64 tensor.
+
+    Returns:
+      `[T, height, width, C]`, the input dtype.
+    """
+    height, width = _pair(size)
+    top_seed, left_seed = sampling.split_seed(seed, 2)
+    top = sampling.random_index(top_seed, tf.shape(clip)[1] - height + 1)
+    left = sampling.random_index(left_seed, tf.shape(clip)[2] - width + 1)
+    return _crop(clip, top, left, height, width)
+
+
+def center_crop(clip, size):
+    """The central window (offsets rounded half to even, as torchvision's `CenterCrop`).
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      size: crop size, int or scalar int tensor (square) or (height, width); must
+        fit the clip.
+
+    Returns:
+      `[T, height, width, C]`, the input dtype.
+    """
+    height, width = _pair(size)
+    top = _centre_offset(tf.shape(clip)[1], height)
+    left = _centre_offset(tf.shape(clip)[2], width)
+    return _crop(clip, top, left, height, width)
+
+
+def resize(clip, size, method="bilinear", antialias=True):
+    """Resizes every frame to a fixed size (aspect ratio not kept).
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      size: int (square: the authors' `Scale(img_dim)` applied to their square crops)
+        or (height, width) (VCOP/Pace: (128, 171)).
+      method: a `tf.image.resize` method: "nearest" (the authors' `Scale` default),
+        "bilinear", ...
+      antialias: PIL-style filtering when downscaling (see the module docstring).
+
+    Returns:
+      `[T, height, width, C]`, the input dtype.
+    """
+    height, width = _pair(size)
+    resized = tf.image.resize(clip, [height, width], method, antialias=antialias)
+    return _cast_like(resized, clip.dtype)
+
+
+def resize_short_side(clip, size, method="bilinear", antialias=True):
+    """Resizes every frame so its short side is `size`, keeping the aspect ratio.
+
+    The long side becomes `floor(size * long / short)`, as the authors' `Scale(int)`.
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      size: target short side.
+      method: a `tf.image.resize` method.
+      antialias: PIL-style filtering when downscaling.
+
+    Returns:
+      `[T, H', W', C]` with `min(H', W') = size`, the input dtype.
+    """
+    height, width = tf.shape(clip)[1], tf.shape(clip)[2]
+    new_height = tf.where(height <= width, size, size * height // width)
+    new_width = tf.where(height <= width, size * width // height, size)
+    resized = tf.image.resize(clip, tf.stack([new_height, new_width]), method, antialias=antialias)
+    return _cast_like(resized, clip.dtype)
+
+
+def random_resized_crop(
+    clip,
+    output_size,
+    seed,
+    area_range=(0.5, 1.0),
+    aspect_range=(3 / 4, 4 / 3),
+    swap_prob=0.5,
+    attempts=10,
+    method="bilinear",
+    antialias=True,
+):
+    """DPC's `RandomSizedCrop` (Kinetics pre-training, all MemDPC and DPC fine-tuning).
+
+    Each attempt draws an area fraction uniform in `area_range`, an aspect ratio
+    (width / height) uniform in `aspect_range` and, with `swap_prob`, swaps width and
+    height; sides are rounded. The first attempt that fits is cropped at a uniform
+    position and resized to `output_size`. When no attempt fits, the fallback resizes the
+    short side to the output size and takes the centre crop. One draw for the whole clip.
+    Note: area and aspect are uniform, not log-uniform as in torchvision's
+    `RandomResizedCrop`.
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      output_size: int (square) or (height, width).
+      seed: `[2]` int32/int64 tensor.
+      area_range: range of the crop area as a fraction of the frame area.
+      aspect_range: range of the crop's width / height.
+      swap_prob: probability of swapping the drawn width and height.
+      attempts: attempts before the fallback.
+      method: a `tf.image.resize` method (DPC: "bilinear"; MemDPC and DPC fine-tuning
+        crop to 224 then resize with "nearest", i.e. `random_resized_crop(clip, 224,
+        ...)` followed by `resize(..., img_dim, "nearest")`).
+      antialias: PIL-style filtering when downscaling.
+
+    Returns:
+      `[T, height, width, C]`, the input dtype.
+    """
+    output_height, output_width = _pair(output_size)
+    area_seed, aspect_seed, swap_seed, top_seed, left_seed = sampling.split_seed(seed, 5)
+    clip_height, clip_width = tf.shape(clip)[1], tf.shape(clip)[2]
+    area = tf.cast(clip_height * clip_width, tf.float32)
+
+    target_area = area * tf.random.stateless_uniform([attempts], area_seed, *area_range)
+    aspect = tf.random.stateless_uniform([attempts], aspect_seed, *aspect_range)
+    widths = tf.cast(tf.round(tf.sqrt(target_area * aspect)), tf.int32)
+    heights = tf.cast(tf.round(tf.sqrt(target_area / aspect)), tf.int32)
+    swap = tf.random.stateless_uniform([attempts], swap_seed) < swap_prob
+    widths, heights = tf.where(swap, heights, widths), tf.where(swap, widths, heights)
+    fits = (widths <= clip_width) & (heights <= clip_height)
+    first_fit = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    width, height = widths[first_fit], heights[first_fit]
+
+    def crop_and_resize():
+        top = sampling.random_index(top_seed, clip_height - height + 1)
+        left = sampling.random_index(left_seed, clip_width - width + 1)
+        window = _crop(clip, top, left, height, width)
+        return resize(window, (output_height, output_width), method, antialias)
+
+    def fallback():
+        scaled = resize_short_side(clip, tf.maximum(output_height, output_width), method, antialias)
+        return center_crop(scaled, (output_height, output_width))
+
+    return tf.cond(tf.reduce_any(fits), crop_and_resize, fallback)
+
+
+def random_flip(clip, seed, prob=0.5):
+    """Flips every frame left-right with probability `prob`, one draw for the clip.
+
+    Args:
+      clip: `[T, H, W, C]` any dtype.
+      seed: `[2]` int32/int64 tensor.
+      prob: flip probability.
+
+    Returns:
+      `[T, H, W, C]`, the input dtype.
+    """
+    _check_probability(prob)
+    flip = tf.random.stateless_uniform([], seed) < prob
+    return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
+
+
+def multi_crop(clip, size, num_crops):
+    """Fixed evaluation views of a clip, each a crop of every frame.
+
+    Views: 1 = centre; 3 = start, centre and end of the long side (left/centre/right, or
+    top/centre/bottom for portrait frames; left/right when square), centred on the
+    short side; 5 = top-left, top-right, bottom-left, bottom-right, centre (the order of
+    torchvision's and MemDPC's `FiveCrop`); 10 = those five, then each of them flipped
+    left-right (MemDPC's ten-crop).
+
+    Args:
+      clip: `[T, H, W, C]` uint8 or float.
+      size: crop size, int (square) or (height, width).
+      num_crops: 1, 3, 5 or 10.
+
+    Returns:
+      `[num_crops, T, height, width, C]`, the input dtype.
+    """
+    if num_crops not in (1, 3, 5, 10):
+        raise ValueError(f"num_crops must be 1, 3, 5 or 10, got {num_crops!r}")
+    height, width = _pair(size)
+    clip_height, clip_width = tf.shape(clip)[1], tf.shape(clip)[2]
+    bottom, right = clip_height - height, clip_width - width
+    centre_top, centre_left = _centre_offset(clip_height, height), _centre_offset(clip_width, width)
+
+    if num_crops == 1:
+        corners = [(centre_top, centre_left)]
+    elif num_crops == 3:
+        portrait = clip_height > clip_width
+        corners = [
+            (tf.where(portrait, top, centre_top), tf.where(portrait, centre_left, left))
+            for top, left in [(0, 0), (centre_top, centre_left), (bottom, right)]
+        ]
+    else:
+        corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (centre_top, centre_left)]
+    crops = [_crop(clip, top, left, height, width) for top, left in corners]
+    if num_crops == 10:
+        crops += [tf.reverse(crop, axis=[2]) for crop in crops]
+    return tf.stack(crops)
+
+
+def map_per_clip(augment_fn, clips, seed, output_dtype=None):
+    """Applies a clip augmentation to each clip of a stack with its own seed.
+
+    Each clip gets the seed `stateless_fold_in(seed, index)`, so `random_crop` mapped over
+    a VCOP tuple gives a different window per clip and the same window within a clip (as
+    VCOP's loader does), and temporal CPC crops each segment independently.
+
+    Args:
+      augment_fn: function `(clip [T, H, W, C], seed [2]) -> clip`.
+      clips: `[K, T, H, W, C]`.
+      seed: `[2]` int32/int64 tensor.
+      output_dtype: dtype `augment_fn` returns; default the dtype of `clips`.
+
+    Returns:
+      `[K, ...]`, the stacked outputs of `augment_fn`.
+    """
+
+    def augment_one(clip_and_index):
+        clip, index = clip_and_index
+        return augment_fn(clip, tf.random.experimental.stateless_fold_in(seed, index))
+
+    return tf.map_fn(
+        augment_one,
+        (clips, tf.range(tf.shape(clips)[0])),
+        fn_output_signature=output_dtype or clips.dtype,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Colour
+# ----------------------------------------------------------------------------------------
+
+
+def _grey(frames):
+    """`[..., 3]` float -> `[..., 1]` luma with torchvision's weights."""
+    return tf.tensordot(frames, tf.constant(_GREY_WEIGHTS, frames.dtype), axes=1)[..., None]
+
+
+def _shift_hue(frames, shift):
+    """Rotates the hue of float RGB frames by `shift` (`[D, 1, 1, 1]`, fraction of a turn)."""
+    hsv = tf.image.rgb_to_hsv(frames)
+    hue = tf.math.floormod(hsv[..., :1] + shift, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
+
+
+def _blend_step(frames, operation, factors, active):
+    """Applies one of brightness, contrast or saturation per frame, where `active`.
+
+    All three are torchvision's blend of the frame with a degenerate image (black, its
+    mean grey, its greyscale), so one blend with a per-frame degenerate image computes
+    whichever each frame draws; inactive frames blend with factor 1 (unchanged).
+
+    Args:
+      frames: `[T, H, W, 3]` float32 in [0, 1].
+      operation: `[D]` int32 operation id per draw.
+      factors: `[D, 4]` float32 factors.
+      active: `[D]` bool, whether the draw applies its operation at this step.
+    """
+    factor = tf.gather(factors, operation, batch_dims=1)
+    factor = _per_frame(tf.where(active, factor, tf.ones_like(factor)))
+    operation = _per_frame(operation)
+    grey = _grey(frames)
+    mean_grey = tf.reduce_mean(grey, axis=[1, 2], keepdims=True)
+    degenerate = tf.where(
+        operation == _BRIGHTNESS,
+        tf.zeros_like(mean_grey),
+        tf.where(operation == _CONTRAST, mean_grey, grey),
+    )
+    return tf.clip_by_value(factor * frames + (1.0 - factor) * degenerate, 0.0, 1.0)
+
+
+def adjust_colors(clip, factors, order):
+    """torchvision's four colour adjustments with given factors, in a given order.
+
+    The deterministic half of `color_jitter`, as torchvision's tensor ops: brightness
+    scales the frame, contrast blends it with its mean grey, saturation blends it with
+    its greyscale (weights 0.2989, 0.587, 0.114), hue rotates it in HSV; values are
+    clamped to [0, 1] after each operation.
+
+    Args:
+      clip: `[T, H, W, 3]` uint8 or float in [0, 1], RGB.
+      factors: `[D, 4]` float32, D = T (per frame) or 1 (whole clip): brightness,
+        contrast and saturation factors (1 = unchanged) and the hue shift (fraction of a
+        turn, 0 = unchanged).
+      order: `[D, 4]` int32, a permutation of the operation ids 0 = brightness,
+        1 = contrast, 2 = saturation, 3 = hue: the order they are applied in.
+
+    Returns:
+      `[T, H, W, 3]` float32 in [0, 1].
+    """
+    frames = _as_float(clip)
+    # Hue is the costly operation and every frame applies it exactly once, so all
+    # frames run the blends drawn before their hue step, one hue rotation, then the
+    # blends drawn after it (instead of computing every operation at every step).
+    hue_step = tf.argmax(tf.cast(order == _HUE, tf.int32), axis=1, output_type=tf.int32)
+    for step in range(3):
+        frames = _blend_step(frames, order[:, step], factors, active=step < hue_step)
+    frames = _shift_hue(frames, _per_frame(factors[:, _HUE]))
+    for step in range(1, 4):
+        frames = _blend_step(frames, order[:, step], factors, active=step > hue_step)
+    return frames
+
+
+def sample_color_jitter(seed, num_draws, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0):
+    """Draws `ColorJitter` parameters for `adjust_colors`, as torchvision does.
+
+    Args:
+      seed: `[2]` int32/int64 tensor.
+      num_draws: D, int or scalar int tensor.
+      brightness, contrast, saturation: jitter strengths x >= 0; factors uniform in
+        `[max(0, 1 - x), 1 + x]`.
+      hue: jitter strength in [0, 0.5]; shifts uniform in `[-hue, hue]`.
+
+    Returns:
+      `(factors, order)`: `[D, 4]` float32 factors and `[D, 4]` int32 uniformly random
+      orders of the four operations.
+    """
+    strengths = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
+    for name, value in strengths.items():
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative, got {value}")
+    if not 0.0 <= hue <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+    factor_seed, order_seed = sampling.split_seed(seed, 2)
+    shape = tf.stack([num_draws, 4])
+    low = tf.constant([max(0.0, 1.0 - x) for x in strengths.values()] + [-hue])
+    high = tf.constant([1.0 + x for x in strengths.values()] + [hue])
+    factors = low + (high - low) * tf.random.stateless_uniform(shape, factor_seed)
+    # Sorting uniform keys gives a uniformly random order of the four operations.
+    order = tf.argsort(tf.random.stateless_uniform(shape, order_seed), axis=1)
+    return factors, order
+
+
+def color_jitter(
+    clip,
+    seed,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    prob=1.0,
+    per_frame=True,
+):
+    """torchvision's `ColorJitter` on RGB clips, per frame or per clip.
+
+    Factors are drawn by `sample_color_jitter` and applied by `adjust_colors`: brightness,
+    contrast and saturation factors uniform in `[max(0, 1 - x), 1 + x]`, the hue shift
+    uniform in `[-hue, hue]`, the four operations in a uniformly random order. With
+    `per_frame` every frame draws its own factors, order and application (DPC/MemDPC
+    pre-training, Pace); otherwise one draw serves the whole clip (DPC/MemDPC
+    fine-tuning).
+
+    Recipes: DPC/MemDPC pre-training (0.5, 0.5, 0.5, 0.25), prob 1, per frame; their
+    fine-tuning (0.5, 0.5, 0.5, 0.25), prob 0.3, per clip; Pace (0.8, 0.8, 0.8, 0.2),
+    prob 0.8, per frame.
+
+    Args:
+      clip: `[T, H, W, 3]` uint8 or float in [0, 1], RGB.
+      seed: `[2]` int32/int64 tensor.
+      brightness: brightness jitter strength, >= 0.
+      contrast: contrast jitter strength, >= 0.
+      saturation: saturation jitter strength, >= 0.
+      hue: hue jitter strength, in [0, 0.5].
+      prob: probability that the jitter is applied (per frame or per clip).
+      per_frame: independent draws for every frame instead of one per clip.
+
+    Returns:
+      `[T, H, W, 3]` float32 in [0, 1].
+    """
+    _check_probability(prob)
+    params_seed, apply_seed = sampling.split_seed(seed, 2)
+    num_draws = tf.shape(clip)[0] if per_frame else 1
+    factors, order = sample_color_jitter(
+        params_seed, num_draws, brightness, contrast, saturation, hue
+    )
+    apply = tf.random.stateless_uniform(tf.reshape(num_draws, [1]), apply_seed) < prob
+    return tf.where(_per_frame(apply), adjust_colors(clip, factors, order), _as_float(clip))
+
+
+def random_channel_split_grey(clip, seed, prob=0.5):
+    """DPC's "random gray": per frame with probability `prob`, one random channel copied to all.
+
+    This is channel splitting, not luminance: the frame becomes grey with the values of
+    its R, G or B channel (uniform choice). DPC uses prob 0.5, MemDPC 0.25.
+
+    Args:
+      clip: `[T, H, W, C]` any dtype.
+      seed: `[2]` int32/int64 tensor.
+      prob: probability per frame.
+
+    Returns:
+      `[T, H, W, C]`, the input dtype.
+    """
+    _check_probability(prob)
+    apply_seed, channel_seed = sampling.split_seed(seed, 2)
+    num_frames, num_channels = tf.shape(clip)[0], tf.shape(clip)[3]
+    channel = sampling.random_index(channel_seed, num_channels, shape=tf.reshape(num_frames, [1]))
+    split = tf.gather(clip, channel, axis=3, batch_dims=1)[..., None]
+    apply = _per_frame(tf.random.stateless_uniform(tf.reshape(num_frames, [1]), apply_seed) < prob)
+    return tf.where(apply, tf.broadcast_to(split, tf.shape(clip)), clip)
+
+
+def random_color_drop(clip, seed, prob=1.0, fill=0.5):
+    """Colour dropping (Doersch et al., 2015), as temporal CPC uses on RGB segments.
+
+    Keeps one uniformly chosen channel and replaces the other two with Gaussian noise
+    whose standard deviation is 1/100 of the kept channel's, so the network cannot
+    match views by their colour statistics. Lorre et al. drop colours per segment, to make
+    consecutive (overlapping) segments less similar: apply it with `map_per_clip` over
+    `[T, F, H, W, 3]` segments. One draw for the whole clip.
+
+    Doersch et al. work on mean-subtracted inputs, so their dropped channels sit at the
+    mean colour; here they sit at `fill` (mid-grey by default) before the noise.
+
+    Args:
+      clip: `[T, H, W, 3]` uint8 or float in [0, 1].
+      seed: `[2]` int32/int64 tensor.
+      prob: probability of dropping for the clip.
+      fill: value of the dropped channels, in [0, 1].
+
+    Returns:
+      `[T, H, W, 3]` float32 (noise can step slightly outside [0, 1]).
+    """
+    _check_probability(prob)
+    frames = _as_float(clip)
+    apply_seed, channel_seed, noise_seed = sampling.split_seed(seed, 3)
+    kept = sampling.random_index(channel_seed, tf.shape(frames)[3])
+    noise_std = tf.math.reduce_std(tf.gather(frames, kept, axis=3)) / 100.0
+    noise = fill + noise_std * tf.random.stateless_normal(tf.shape(frames), noise_seed)
+    dropped = tf.where(tf.range(tf.shape(frames)[3]) == kept, frames, noise)
+    apply = tf.random.stateless_uniform([], apply_seed) < prob
+    return tf.where(apply, dropped, frames)
+
+
+# ----------------------------------------------------------------------------------------
+# Normalisation
+# ----------------------------------------------------------------------------------------
+
+
+def normalize(clip, mode="imagenet", bgr=False):
+    """Turns a clip into the model input scaling of a method.
+
+    Modes:
+      - "imagenet": (x - mean) / std with ImageNet statistics on [0, 1] (DPC, MemDPC).
+      - "kinetics": the same with Kinetics statistics (Oops).
+      - "unit": [0, 1] (VCOP).
+      - "raw": 0-255 floats (Pace).
+      - "flow": optical flow stored as images (zero motion at mid-grey) centred by
+        subtracting each frame's spatial mean per channel, which removes the mean
+        displacement caused by camera motion (the two-stream practice that temporal CPC
+        follows); the result is in [-1, 1] in units of the stored range.
+    "unit", "raw" and "flow" accept any number of channels (2-channel flow, 1-channel
+    image differences); "imagenet" and "kinetics" need 3.
+
+    Args:
+      clip: `[T, H, W, C]` uint8 (0-255) or float in [0, 1].
+      mode: one of `NORMALIZE_MODES`.
+      bgr: reverse the channels after normalising (Pace's OpenCV frames are BGR).
+
+    Returns:
+      `[T, H, W, C]` float32.
+    """
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"mode must be one of {NORMALIZE_MODES}, got {mode!r}")
+    num_channels = clip.shape[-1]
+    if (mode in ("imagenet", "kinetics") or bgr) and num_channels not in (None, 3):
+        raise ValueError(
+            f"mode {mode!r}{' with bgr' if bgr else ''} needs 3 channels, got {num_channels}"
+        )
+    frames = _as_float(clip)
+    if mode == "imagenet":
+        frames = (frames - IMAGENET_MEAN) / IMAGENET_STD
+    elif mode == "kinetics":
+        frames = (frames - KINETICS_MEAN) / KINETICS_STD
+    elif mode == "raw":
+        frames = frames * 255.0
+    elif mode == "flow":
+        frames = frames - tf.reduce_mean(frames, axis=[1, 2], keepdims=True)
+    if bgr:
+        frames = tf.reverse(frames, axis=[-1])
+    return frames
