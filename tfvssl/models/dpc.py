@@ -22,31 +22,33 @@ from tfvssl.models import layers
 from tfvssl.models.backbones import build_backbone
 from tfvssl.models.pretext import PretextModel
 
-flags.DEFINE_integer("num_blocks", 8, "DPC family: blocks per sample (N).", lower_bound=2)
-flags.DEFINE_integer("block_length", 5, "DPC family: frames per block (L).", lower_bound=1)
-flags.DEFINE_integer("frame_stride", 3, "DPC family: temporal stride between sampled frames.", lower_bound=1)
-flags.DEFINE_integer("pred_step", 3, "DPC family: future blocks predicted (P < N).", lower_bound=1)
+# The DPC family's flags; MemDPC shares them. A None default takes the method's recipe.
+flags.DEFINE_integer("num_blocks", None, "DPC family: blocks per sample (N).", lower_bound=2)
+flags.DEFINE_integer("block_length", None, "DPC family: frames per block (L).", lower_bound=1)
+flags.DEFINE_integer("frame_stride", None, "DPC family: temporal stride between sampled frames.", lower_bound=1)
+flags.DEFINE_integer("pred_step", None, "DPC family: future blocks predicted (P < N).", lower_bound=1)
 flags.DEFINE_list(
     "curriculum", [],
     "DPC family: pred_step stages as 'pred_step:until_step' items, the last without a step, "
     "e.g. 3:100000,4. Empty = --pred_step throughout.",
 )
-flags.DEFINE_float("gru_dropout", 0.1, "DPC family: dropout on the ConvGRU's carried state.")
+flags.DEFINE_float("gru_dropout", None, "DPC family: dropout on the ConvGRU's carried state.")
 flags.DEFINE_enum(
-    "crop", "random", ["random", "random_resized"],
+    "crop", None, ["random", "random_resized"],
     "DPC family: clip-consistent crop. random = a square of --crop_fraction of the short side "
     "(DPC UCF101: 224 of 240); random_resized = area U(0.5, 1), aspect U(3/4, 4/3) (DPC K400, MemDPC).",
 )
 flags.DEFINE_float("crop_fraction", 224 / 240, "DPC family: random-crop side / frame short side.")
-flags.DEFINE_float("grey_prob", 0.5, "DPC family: per-frame probability of channel-split grey.")
+flags.DEFINE_float("grey_prob", None, "DPC family: per-frame probability of channel-split grey.")
 flags.DEFINE_list(
     "color_jitter", ["0.5", "0.5", "0.5", "0.25"],
     "DPC family: per-frame brightness, contrast, saturation, hue jitter (applied with p=1).",
 )
 flags.DEFINE_boolean(
-    "batch_stats_bn", True,
-    "DPC: BatchNorm uses batch statistics also in inference during pre-training, as the "
-    "authors' backbone (track_running_stats=False). Exported encoders use running statistics.",
+    "batch_stats_bn", None,
+    "DPC family: BatchNorm uses batch statistics also in inference during pre-training, as "
+    "DPC's backbone (track_running_stats=False); MemDPC keeps running statistics. Exported "
+    "encoders always use running statistics.",
 )
 
 
@@ -252,9 +254,10 @@ class DPC(methods.Method):
 
     name = "dpc"
     recipe = dict(
-        backbone="r2d3d18", resolution=128, batch_size=64, optimizer="adam", lr=1e-3,
+        backbone="r2d3d18", resolution=128, per_replica_batch_size=64, optimizer="adam", lr=1e-3,
         weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,
-        train_steps=300_000,
+        train_steps=300_000, num_blocks=8, block_length=5, frame_stride=3, pred_step=3,
+        gru_dropout=0.1, crop="random", grey_prob=0.5, batch_stats_bn=True,
     )
 
     def stages(self):

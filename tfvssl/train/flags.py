@@ -1,9 +1,10 @@
 """The flags every pretraining run shares (method-specific flags live in the method's module).
 
-Shared flags whose default is None take the value of the method's paper recipe
-(`Method.recipe`), so `--method=pace` alone trains with the Pace paper's optimiser and
-sizes; a flagfile or the command line overrides any of them. `resolve_config` returns the
-effective values, which the trainer writes to `<workdir>/flags.txt`.
+Flags whose default is None take the value of the method's paper recipe (`Method.recipe`),
+so `--method=pace` alone trains with the Pace paper's optimiser and sizes, and flags two
+methods share (DPC and MemDPC's block sampling, say) get each method's own default; a
+flagfile or the command line overrides any of them. `resolve_config` returns the effective
+values, which the trainer writes to `<workdir>/flags.txt`.
 """
 
 import types
@@ -98,13 +99,6 @@ flags.DEFINE_integer(
     "Stop the run after this many steps with a non-finite loss (each is skipped).", lower_bound=1,
 )
 
-# The shared flags a recipe may set; the rest have method-independent defaults.
-RECIPE_FLAGS = (
-    "backbone", "resolution", "train_steps", "batch_size", "optimizer", "lr", "weight_decay",
-    "lr_schedule", "lr_decay_steps", "lr_decay_factor", "min_lr",
-)
-
-
 def resolve_config(flag_values, method_cls):
     """Effective configuration: flag values with the method's recipe filling unset ones.
 
@@ -116,8 +110,16 @@ def resolve_config(flag_values, method_cls):
       A `types.SimpleNamespace` of every flag's effective value.
     """
     values = {name: flag_values[name].value for name in flag_values}
-    for name in RECIPE_FLAGS:
-        if values.get(name) is None and name in method_cls.recipe:
-            values[name] = method_cls.recipe[name]
+    if values["batch_size"] is not None and values["per_replica_batch_size"] is not None:
+        raise ValueError("--batch_size and --per_replica_batch_size: give one of the two")
+    # The two batch flags are one setting: a user's choice of either overrides the recipe's.
+    batch_given = values["batch_size"] is not None or values["per_replica_batch_size"] is not None
+    for name, value in method_cls.recipe.items():
+        if batch_given and name in ("batch_size", "per_replica_batch_size"):
+            continue
+        if name not in values:
+            raise ValueError(f"{method_cls.__name__}.recipe names {name!r}, which is not a flag")
+        if values[name] is None:
+            values[name] = value
     values["lr_decay_steps"] = [int(step) for step in values.get("lr_decay_steps") or []]
     return types.SimpleNamespace(**values)
