@@ -32,10 +32,17 @@ def fixture_dir():
     return get
 
 
-TINY_DPC_FLAGS = [
-    "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1", "--pred_step=2",
-    "--per_replica_batch_size=4", "--log_every=1", "--val_batches=1", "--shuffle_buffer=8",
-]
+# Per method, the flags that shrink its paper configuration to test size (tiny frames, few
+# frames per clip, small batches). Every registered method must have an entry: tests that
+# train "every method" iterate over this table.
+TINY_FLAGS = {
+    "dpc": [
+        "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1",
+        "--pred_step=2", "--per_replica_batch_size=4", "--log_every=1", "--val_batches=1",
+        "--shuffle_buffer=8",
+    ],
+}
+TINY_DPC_FLAGS = TINY_FLAGS["dpc"]
 
 
 @pytest.fixture(scope="session")

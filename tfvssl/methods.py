@@ -90,6 +90,21 @@ class Method:
         """`(T, H, W, C)` of one clip the exported encoder takes."""
         raise NotImplementedError
 
+    def clip_frame_stride(self):
+        """Temporal stride between the source frames of an encoder clip (DPC: 3)."""
+        return 1
+
+    def normalize(self, frames):
+        """uint8 `[..., H, W, C]` frames, already at the encoder's size -> the model's input
+        values (the training normalisation). Used by the uint8 serving signature."""
+        raise NotImplementedError
+
+    def eval_clip(self, frames):
+        """Deterministic evaluation preprocessing of one clip: uint8 `[T, H, W, C]` frames
+        of any size -> float32 `clip_shape()` (the paper's test-time resize/centre crop and
+        the training normalisation)."""
+        raise NotImplementedError
+
     def curriculum_stage(self, step):
         """The curriculum stage active at `step` (0 when the method has no curriculum)."""
         del step

@@ -295,6 +295,19 @@ class DPC(methods.Method):
         c = self.config
         return (c.num_blocks * c.block_length, c.resolution, c.resolution, 3)
 
+    def clip_frame_stride(self):
+        return self.config.frame_stride
+
+    def normalize(self, frames):
+        return augment.normalize(tf.image.convert_image_dtype(frames, tf.float32), "imagenet")
+
+    def eval_clip(self, frames):
+        # The authors' test transform: centre crop (224 of 240), nearest resize to the size.
+        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
+        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * self.config.crop_fraction), tf.int32)
+        clip = augment.resize(augment.center_crop(frames, crop), self.config.resolution, method="nearest")
+        return self.normalize(clip)
+
     def curriculum_stage(self, step):
         for index, (_, until) in enumerate(self.stages()):
             if until is None or step < until:

@@ -373,3 +373,50 @@ class PredictionHead(keras.layers.Layer):
         config = super().get_config()
         config.update(hidden_size=self.hidden_size, output_size=self.output_size, gain=self.gain)
         return config
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class ClassificationHead(keras.layers.Layer):
+    """The papers' classifier on a pooled embedding: BatchNorm1d -> Dropout -> Linear.
+
+    DPC and MemDPC's "LC" heads (BatchNorm1d(D) with gamma 1 / beta 0, dropout, orthogonal
+    linear); `batch_norm=False` and the PyTorch default init give VCOP's plain linear layer.
+    Input `[B, D]`, output logits `[B, num_classes]`.
+    """
+
+    def __init__(self, num_classes, dropout=0.5, batch_norm=True, orthogonal_init=True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.dropout_rate = dropout
+        self.batch_norm = batch_norm
+        self.orthogonal_init = orthogonal_init
+        self.norm = BatchNorm(name="final_bn") if batch_norm else None
+        self.dropout = keras.layers.Dropout(dropout)
+        self.dense = None
+
+    def build(self, input_shape):
+        depth = int(input_shape[-1])
+        if self.norm is not None:
+            self.norm.build(input_shape)
+        if self.orthogonal_init:
+            kernel, bias = orthogonal(1.0), "zeros"
+        else:
+            kernel, bias = torch_default_kernel(), TorchDefaultBias(depth)
+        self.dense = keras.layers.Dense(
+            self.num_classes, kernel_initializer=kernel, bias_initializer=bias, name="final_fc"
+        )
+        self.dense.build(input_shape)
+
+    def call(self, embedding, training=None):
+        x = embedding
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        return self.dense(self.dropout(x, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes, dropout=self.dropout_rate, batch_norm=self.batch_norm,
+            orthogonal_init=self.orthogonal_init,
+        )
+        return config
