@@ -5,8 +5,9 @@ Every backbone is a functional Keras model from a clip batch to a dict of featur
     build_backbone("r2d3d18", input_shape=(5, 128, 128, 3))(clips)
     -> {"stage4": [B, t4, h4, w4, C4], "stage5": [B, t, h, w, C]}
 
-`stage5` is the last stage (the feature map the methods use), `stage4` the one before it
-(pooled, the "p4" retrieval feature of the Pace paper). 2-D backbones (`resnet18_2d`) take
+`stage5` is the last stage (the feature map the methods use), `stage4` the one before it;
+both are before any pooling (the methods pool them into the "p5"/"p4" retrieval features
+of the Pace paper). 2-D backbones (`resnet18_2d`) take
 `[B, H, W, C]` and return `[B, h, w, C]` maps. Layer names follow the original PyTorch
 module names with dots replaced by underscores, so the checkpoint importer's name tables
 read like the state_dict they come from.
@@ -51,4 +52,4 @@ def build_backbone(backbone, input_shape, norm=NormOptions(), **kwargs):
 
 def _import_all():
     # Importing the modules registers their builders.
-    from tfvssl.models.backbones import r2d3d  # noqa: F401
+    from tfvssl.models.backbones import c3d, r2d3d, r3d, resnet2d, s3dg  # noqa: F401
