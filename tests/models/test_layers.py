@@ -83,6 +83,10 @@ def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():
     np.testing.assert_array_equal(norm.moving_mean.numpy(), 0.0)
     norm(x, training=True)
     np.testing.assert_allclose(norm.moving_mean.numpy(), 0.1 * x.numpy().mean(0), rtol=1e-5)
+    # PyTorch updates the running variance with the unbiased batch variance.
+    np.testing.assert_allclose(
+        norm.moving_variance.numpy(), 0.9 + 0.1 * x.numpy().var(0, ddof=1), rtol=1e-5
+    )
     plain = layers.NormOptions()("plain")
     plain.build(x.shape)
     np.testing.assert_allclose(plain(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-5)

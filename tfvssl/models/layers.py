@@ -204,6 +204,19 @@ class MaxPool(keras.layers.Layer):
             )
         return tf.nn.max_pool3d(x, self.pool_size, self.strides, "VALID")
 
+    def compute_output_shape(self, input_shape):
+        # Known statically, so building a model needs no symbolic trace of `call`.
+        spatial = []
+        for size, k, s, p in zip(input_shape[1:-1], self.pool_size, self.strides, self.padding):
+            if size is None:
+                spatial.append(None)
+            elif self.ceil_mode:
+                out = -(-(size + 2 * p - k) // s) + 1
+                spatial.append(out - 1 if (out - 1) * s >= size + p else out)
+            else:
+                spatial.append((size + 2 * p - k) // s + 1)
+        return (input_shape[0], *spatial, input_shape[-1])
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -219,11 +232,15 @@ class MaxPool(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable("tfvssl")
 class BatchNorm(keras.layers.BatchNormalization):
-    """BatchNorm with PyTorch's defaults (eps 1e-5, momentum 0.1 = Keras momentum 0.9).
+    """BatchNorm with PyTorch's semantics.
 
+    eps 1e-5 and momentum 0.1 (Keras momentum 0.9); in training the output uses the
+    biased batch variance while the running variance is updated with the unbiased one, as
+    PyTorch does (it matters for small per-channel counts such as BatchNorm1d over a batch).
     With `always_batch_stats=True` it normalises with the statistics of the current batch
-    even in inference, as DPC's pre-training backbone does (`track_running_stats=False`).
-    It still keeps moving statistics, so an exported encoder can switch to them.
+    even in inference, as DPC's pre-training backbone does (`track_running_stats=False`),
+    without touching the moving statistics then; it still keeps them in training, so an
+    exported encoder can switch to them. Statistics are computed in float32.
     """
 
     def __init__(self, always_batch_stats=False, momentum=0.9, epsilon=1e-5, **kwargs):
@@ -231,16 +248,28 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.always_batch_stats = always_batch_stats
 
     def call(self, inputs, training=None, mask=None):
-        if self.always_batch_stats and not training:
-            # Batch statistics without touching the moving averages: inference must not
-            # change the model.
-            x = tf.cast(inputs, tf.float32)
-            mean, variance = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
-            gamma = tf.cast(self.gamma, tf.float32) if self.scale else None
-            beta = tf.cast(self.beta, tf.float32) if self.center else None
-            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-            return tf.cast(y, inputs.dtype)
-        return super().call(inputs, training=training, mask=mask)
+        if mask is not None:
+            raise ValueError("tfvssl BatchNorm does not support masks")
+        x = tf.cast(inputs, tf.float32)
+        update = bool(training) and self.trainable
+        if update or self.always_batch_stats:
+            mean, variance = self._moments(x, None)
+            if update:
+                count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+                if self.synchronized:
+                    count *= tf.distribute.get_strategy().num_replicas_in_sync
+                unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+                self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+                self.moving_variance.assign(
+                    self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
+                )
+        else:
+            mean = tf.cast(self.moving_mean, tf.float32)
+            variance = tf.cast(self.moving_variance, tf.float32)
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else None
+        beta = tf.cast(self.beta, tf.float32) if self.center else None
+        y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        return tf.cast(y, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
