@@ -23,7 +23,8 @@ methods.import_all()  # Every method's flags must exist before the command line 
 def effective_config(flag_values=FLAGS):
     """Validates the flags and resolves the configuration; raises ValueError naming a flag.
 
-    Resolves `--data` (generating the embedded dataset when unset) and `--workdir`.
+    Runs no TensorFlow op (a multi-worker strategy must be created before any), so the
+    embedded dataset is not generated here: `config.data` stays None until `resolve_data`.
     """
     method_cls = methods.get_method(flag_values.method)
     config = train_flags.resolve_config(flag_values, method_cls)
@@ -35,23 +36,28 @@ def effective_config(flag_values=FLAGS):
         raise ValueError(f"--lr_decay_factor: the {config.lr_schedule} schedule needs one")
     method = method_cls(config)
     method.validate()
-    if config.data is None:
-        from tfvssl.data import synthetic
-
-        config.data = synthetic.default_dataset(
-            synthetic.SyntheticConfig(
-                num_classes=config.synthetic_num_classes,
-                resolution=config.synthetic_resolution,
-                num_frames=config.synthetic_num_frames,
-                train_videos_per_class=config.synthetic_videos_per_class,
-                test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
-            )
-        )
-        logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
-    records.list_shards(config.data, config.split)  # Fails early, naming --data.
+    if config.data is not None:
+        records.list_shards(config.data, config.split)  # Fails early, naming --data.
     config.workdir = config.workdir or os.path.join("workdirs", config.method)
-    method.config = config
     return method, config
+
+
+def resolve_data(config):
+    """Sets `config.data` to the embedded synthetic dataset when `--data` was not given."""
+    if config.data is not None:
+        return
+    from tfvssl.data import synthetic
+
+    config.data = synthetic.default_dataset(
+        synthetic.SyntheticConfig(
+            num_classes=config.synthetic_num_classes,
+            resolution=config.synthetic_resolution,
+            num_frames=config.synthetic_num_frames,
+            train_videos_per_class=config.synthetic_videos_per_class,
+            test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
+        )
+    )
+    logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
 
 
 def write_flags(config, path, flag_values=FLAGS):
@@ -85,10 +91,21 @@ def main(argv):
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from tfvssl.train import trainer  # Heavy imports only once the flags are known good.
+    # Heavy imports and the first TensorFlow ops only once the flags are known good; the
+    # strategy comes first (multi-worker collectives must be configured before any op).
+    from tfvssl.train import strategy as strategies
+    from tfvssl.train import trainer
 
-    write_flags(config, os.path.join(config.workdir, "flags.txt"))
-    trainer.train(method, config, config.workdir)
+    strategy = strategies.make_strategy(config.strategy)
+    resolve_data(config)
+    if strategies.is_chief(strategy):
+        write_flags(config, os.path.join(config.workdir, "flags.txt"))
+    try:
+        trainer.train(method, config, config.workdir, strategy=strategy)
+    except trainer.NonFiniteLossError as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

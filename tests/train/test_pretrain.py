@@ -27,6 +27,7 @@ def run_in_process(args):
     with flagsaver.flagsaver():
         FLAGS(["pretrain", *args])
         method, config = pretrain.effective_config()
+        pretrain.resolve_data(config)
         pretrain.write_flags(config, os.path.join(config.workdir, "flags.txt"))
         return config, trainer.train(method, config, config.workdir)
 

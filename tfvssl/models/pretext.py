@@ -76,7 +76,12 @@ class PretextModel(keras.Model):
         squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in self.trainable_variables]
         return 0.5 * self.weight_decay * tf.add_n(squares)
 
-    def train_step(self, data):
+    def loss_and_gradients(self, data):
+        """The forward and backward pass: `(logs, objective, grads)`.
+
+        `objective` is the float32 loss plus the L2 penalty; `grads` are of the scaled
+        objective (divided by the replicas, times the loss scale).
+        """
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             logs = self.compute_pretext(data, training=True)
@@ -86,7 +91,17 @@ class PretextModel(keras.Model):
             # Gradients are summed over replicas: scale so they average the global batch.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(objective / replicas)
-        grads = tape.gradient(scaled, variables)
+        return logs, objective, tape.gradient(scaled, variables)
+
+    def train_step(self, data):
+        compute = self.loss_and_gradients
+        if getattr(self, "xla_gradients", False):
+            # XLA compiles the forward and backward pass; the optimizer update stays outside
+            # (it synchronises replicas, which an XLA cluster may not contain).
+            if not hasattr(self, "_xla_loss_and_gradients"):
+                self._xla_loss_and_gradients = tf.function(self.loss_and_gradients, jit_compile=True)
+            compute = self._xla_loss_and_gradients
+        logs, objective, grads = compute(data)
         finite = tf.math.is_finite(objective)
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # A loss-scaling optimizer skips overflowing float16 steps itself; otherwise a
@@ -95,7 +110,7 @@ class PretextModel(keras.Model):
                 finite, tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
             )
         finite = all_replicas_agree(finite)
-        apply_gradients_if(finite, self.optimizer, grads, variables)
+        apply_gradients_if(finite, self.optimizer, grads, self.trainable_variables)
         logs["finite"] = tf.cast(finite, tf.float32)
         return logs
 

@@ -123,6 +123,14 @@ def train(method, config, workdir, strategy=None):
     """
     strategy = strategy or strategies.make_strategy(config.strategy)
     strategies.describe(strategy)
+    if config.jit_compile and strategy.num_replicas_in_sync > 1 and (
+        config.negatives == "global" or config.sync_bn
+    ):
+        # tf.distribute cannot put cross-replica collectives inside an XLA cluster.
+        raise ValueError(
+            "--jit_compile: not supported together with --negatives=global or --sync_bn on "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
     chief = strategies.is_chief(strategy)
     if chief:
         os.makedirs(workdir, exist_ok=True)
