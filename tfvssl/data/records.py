@@ -208,3 +208,109 @@ def read_dataset_info(path):
             with open(info_file) as f:
                 return json.load(f)
     return {}
+
+
+class ShardWriter:
+    """Writes the records of one split into shards of `shard_size` videos each.
+
+    Shards are `<root>/<split>/<split>-00000.tfrecord`, `-00001`, ... Each is written under
+    a hidden temporary name and renamed once complete, so a crash never leaves a partial
+    shard that `list_shards` would pick up.
+
+        with ShardWriter(root, "train", shard_size=100) as writer:
+            for example in examples:
+                writer.write(example)
+        info["splits"]["train"] = writer.split_info()
+
+    Leaving the `with` block on an exception discards the shard being written; the
+    shards completed before it stay.
+
+    Args:
+      root: dataset root directory.
+      split: split name, also the sub-directory and the shard name prefix.
+      shard_size: videos per shard (the last shard may hold fewer).
+    """
+
+    def __init__(self, root, split, shard_size):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.root = root
+        self.split = split
+        self.shard_size = shard_size
+        self.shard_paths = []  # Completed shards, in order.
+        self.shard_counts = []  # Videos in each completed shard.
+        self._writer = None
+        self._temp_path = None
+        self._count = 0
+
+    @property
+    def num_videos(self):
+        """Videos in the completed shards."""
+        return sum(self.shard_counts)
+
+    def write(self, example):
+        """Appends one video's record.
+
+        Args:
+          example: a `tf.train.SequenceExample` or its serialized bytes.
+        """
+        if self._writer is None:
+            self._open_shard()
+        if isinstance(example, tf.train.SequenceExample):
+            example = example.SerializeToString()
+        self._writer.write(example)
+        self._count += 1
+        if self._count == self.shard_size:
+            self._finish_shard()
+
+    def close(self):
+        """Completes the current shard; returns the video count of every shard."""
+        if self._writer is not None:
+            self._finish_shard()
+        return self.shard_counts
+
+    def split_info(self):
+        """The split's entry for `dataset_info.json`: video count and shards.
+
+        Returns:
+          `{"num_videos": int, "shards": {shard file name: videos in it}}`.
+        """
+        return {
+            "num_videos": self.num_videos,
+            "shards": {
+                os.path.basename(path): count
+                for path, count in zip(self.shard_paths, self.shard_counts)
+            },
+        }
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard_shard()
+
+    def _open_shard(self):
+        final_path = shard_path(self.root, self.split, len(self.shard_paths))
+        directory, name = os.path.split(final_path)
+        os.makedirs(directory, exist_ok=True)
+        # Hidden and without the shard suffix, so no glob of `list_shards` matches it.
+        self._temp_path = os.path.join(directory, f".{name[: -len(SHARD_SUFFIX)]}.partial")
+        self._writer = tf.io.TFRecordWriter(self._temp_path)
+        self._count = 0
+
+    def _finish_shard(self):
+        self._writer.close()
+        final_path = shard_path(self.root, self.split, len(self.shard_paths))
+        os.replace(self._temp_path, final_path)
+        self.shard_paths.append(final_path)
+        self.shard_counts.append(self._count)
+        self._writer = self._temp_path = None
+
+    def _discard_shard(self):
+        if self._writer is not None:
+            self._writer.close()
+            os.remove(self._temp_path)
+            self._writer = self._temp_path = None

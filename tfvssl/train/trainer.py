@@ -254,7 +254,14 @@ def train(method, config, workdir, strategy=None):
                     logging.info("saved %s", path)
     finally:
         writer.close()
+    # Replicas and workers must end with identical weights; this line lets one compare them.
+    logging.info("step %d weights fingerprint %.10e", current, weights_fingerprint(model))
     return logs
+
+
+def weights_fingerprint(model):
+    """A float summarising every weight (sum of |w|, in float64): equal weights, equal value."""
+    return float(sum(np.abs(v.numpy().astype(np.float64)).sum() for v in model.weights))
 
 
 def _validation_dataset(config, method, train_files, global_batch):

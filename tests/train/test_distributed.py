@@ -1,0 +1,76 @@
+"""Replicas on 2 logical CPU devices against one device: the same loss, gradients, weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvssl.models import dpc
+
+SIZES = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2, gru_dropout=0.0)
+
+
+def blocks(batch=4):
+    return tf.random.stateless_uniform([batch, 4, 2, 32, 32, 3], seed=[7, 1])
+
+
+def build(strategy, **options):
+    keras.utils.set_random_seed(3)
+    with strategy.scope():
+        model = dpc.DensePredictiveCoding(**SIZES, **options)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def one_step(strategy, model, data):
+    """One train step on the global batch `data`, split over the replicas in order."""
+    dataset = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors({"blocks": data})
+    )
+
+    @tf.function
+    def step(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        return strategy.reduce("MEAN", logs["loss"], axis=None)
+
+    return float(step(next(iter(dataset))))
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def test_global_negatives_and_sync_bn_on_two_replicas_equal_one_device(mirrored):
+    data = blocks()
+    single = build(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    replicated = build(mirrored, negatives="global", sync_bn=True)
+    initial = [w.numpy() for w in single.weights]
+    for a, b in zip(initial, replicated.weights):
+        np.testing.assert_array_equal(a, b.numpy())  # Same initial weights.
+
+    loss_single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), single, data)
+    loss_replicated = one_step(mirrored, replicated, data)
+
+    assert loss_replicated == pytest.approx(loss_single, rel=1e-5)
+    # Same gradients, hence the same SGD updates (BN statistics included), up to float32
+    # summation order: compare each update with the largest entry of that update.
+    for w0, a, b in zip(initial, single.weights, replicated.weights):
+        update_single, update_replicated = a.numpy() - w0, b.numpy() - w0
+        scale = max(np.abs(update_single).max(), 1e-12)
+        assert np.abs(update_replicated - update_single).max() <= 2e-4 * scale, a.path
+
+
+def test_replica_negatives_give_the_loss_of_two_half_batches(mirrored):
+    data = blocks()
+    replicated = build(mirrored, negatives="replica")
+    halves = [float(build(tf.distribute.get_strategy()).test_step({"blocks": data[i : i + 2]})["loss"]) for i in (0, 2)]
+    dataset = mirrored.experimental_distribute_dataset(tf.data.Dataset.from_tensors({"blocks": data}))
+
+    @tf.function
+    def evaluate(batch):
+        logs = mirrored.run(replicated.test_step, args=(batch,))
+        return mirrored.reduce("MEAN", logs["loss"], axis=None)
+
+    assert float(evaluate(next(iter(dataset)))) == pytest.approx(np.mean(halves), rel=1e-5)
