@@ -86,28 +86,46 @@ def test_bad_flags_fail_before_any_model_is_built(args, flag, tmp_path, tiny_dat
     assert not workdir.exists()
 
 
-def test_kill_then_rerun_continues_from_the_last_checkpoint(tiny_dataset, tmp_path):
+def final_weights(workdir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "ckpt")))
+    names = [name for name in reader.get_variable_to_shape_map() if name.startswith("model/")]
+    return {name: reader.get_tensor(name) for name in names}
+
+
+def test_kill_at_a_random_step_then_rerun_continues_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
+    common = ["--flagfile=configs/dpc.flags", f"--data={tiny_dataset}", *TINY_DPC_FLAGS,
+              "--train_steps=8", "--checkpoint_every=2", "--val_split=none", "--deterministic"]
+    reference = tmp_path / "uninterrupted"
+    assert run_cli([*common, f"--workdir={reference}"]).returncode == 0
+
     workdir = tmp_path / "run"
-    args = ["--flagfile=configs/dpc.flags", f"--data={tiny_dataset}", f"--workdir={workdir}",
-            *TINY_DPC_FLAGS, "--train_steps=8", "--checkpoint_every=2", "--val_split=none"]
+    args = [*common, f"--workdir={workdir}"]
+    kill_after = int(np.random.default_rng().integers(3, 7))  # A step past the first checkpoint.
     process = subprocess.Popen(
         [sys.executable, "-m", "tfvssl.pretrain", *args], cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    ckpt = workdir / "ckpt"
     deadline = time.time() + 240
-    while time.time() < deadline and not (tf.train.latest_checkpoint(str(ckpt)) or "").endswith("ckpt-4"):
-        time.sleep(0.2)
+    metrics = workdir / "metrics.jsonl"
+    while time.time() < deadline and process.poll() is None:
+        if metrics.exists() and max([0] + [m["step"] for m in read_metrics(workdir)]) >= kill_after:
+            break
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    ckpt = workdir / "ckpt"
     checkpointed = int(tf.train.latest_checkpoint(str(ckpt)).rsplit("-", 1)[1])
     first_run = [m["step"] for m in read_metrics(workdir) if "train/loss" in m]
-    assert 4 <= checkpointed < 8, "the run was not interrupted in the middle"
+    assert 2 <= checkpointed < 8 and first_run[-1] < 8, "the run was not interrupted in the middle"
 
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed from {ckpt}/ckpt-{checkpointed}" in result.stderr
-    assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-8")
     steps = [m["step"] for m in read_metrics(workdir) if "train/loss" in m]
-    # The second run carries on after the checkpoint: nothing before it is redone.
+    # The second run carries on after the checkpoint: nothing before it is redone or lost.
     assert steps[len(first_run):] == list(range(checkpointed + 1, 9))
+    expected = final_weights(reference)
+    got = final_weights(workdir)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

@@ -140,6 +140,8 @@ def train(method, config, workdir, strategy=None):
 
     keras.mixed_precision.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     with strategy.scope():
         model = method.build_model()
         optimizer = optim.make_optimizer(config)
