@@ -247,6 +247,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
         self.always_batch_stats = always_batch_stats
 
+    def add_weight(self, *args, **kwargs):
+        if kwargs.get("name") in ("moving_mean", "moving_variance"):
+            # Average the replicas' updates so that every replica and worker keeps the same
+            # statistics (Keras' default leaves each worker with its own).
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
+
     def call(self, inputs, training=None, mask=None):
         if mask is not None:
             raise ValueError("tfvssl BatchNorm does not support masks")

@@ -15,6 +15,17 @@ def make_strategy(name="auto"):
     CPU in two). `multi_worker`: MultiWorkerMirroredStrategy configured from `TF_CONFIG`.
     `tpu`: the TPU found by the default cluster resolver.
     """
+    # Multi-worker and TPU strategies must be created before anything initialises the
+    # runtime, listing the devices included.
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker: set TF_CONFIG (see the README) on every worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "auto":
@@ -23,20 +34,6 @@ def make_strategy(name="auto"):
         return tf.distribute.OneDeviceStrategy(devices[0])
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy=multi_worker: set TF_CONFIG (see the README) on every worker")
-        communication = tf.distribute.experimental.CommunicationImplementation.AUTO
-        return tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(
-                implementation=communication
-            )
-        )
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy={name}: unknown strategy")
 
 
