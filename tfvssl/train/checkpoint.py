@@ -18,7 +18,8 @@ class Checkpointer:
     """Saves and restores `tf.train.Checkpoint(**objects)` in `directory`.
 
     Args:
-      directory: `<workdir>/ckpt`.
+      directory: `<workdir>/ckpt`. In a multi-worker job every worker restores from it, so
+        it must be on storage all workers see (a shared file system, GCS).
       keep: number of checkpoints kept.
       is_chief: only the chief keeps what it writes; other workers of a multi-worker job
         must still take part in the save (it is a collective), so they write to a
@@ -29,16 +30,19 @@ class Checkpointer:
     def __init__(self, directory, keep=3, is_chief=True, **objects):
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.is_chief = is_chief
-        self.directory = directory if is_chief else tempfile.mkdtemp(prefix="tfvssl-worker-ckpt-")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+        self.directory = directory
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
 
     def save(self, step):
         """Writes a checkpoint for `step`; returns its path (chief) or None."""
-        path = self.manager.save(checkpoint_number=int(step))
-        if not self.is_chief:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            return None
-        return path
+        if self.is_chief:
+            return self.manager.save(checkpoint_number=int(step))
+        scratch = tempfile.mkdtemp(prefix="tfvssl-worker-ckpt-")
+        try:
+            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(int(step))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return None
 
     def restore_latest(self):
         """Restores the newest readable checkpoint; returns its path, or None if none.
