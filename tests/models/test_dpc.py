@@ -30,11 +30,18 @@ def test_shapes_of_predictions_targets_and_encoder():
     out = model(blocks, training=False)
     assert out["predictions"].shape == (3, 2, 2, 2, 256)
     assert out["targets"].shape == (3, 2, 2, 2, 256)
-    encoded = model.build_encoder()(tf.reshape(blocks, [3, 8, 64, 64, 3]))
+    encoder = model.build_encoder()
+    encoded = encoder(tf.reshape(blocks, [3, 8, 64, 64, 3]))
     assert encoded["embedding"].shape == (3, 256)
     assert encoded["feature_map"].shape == (3, 4, 2, 2, 256)
-    # The encoder is f and g together: its features are the targets' features.
-    np.testing.assert_allclose(encoded["feature_map"][:, 2:], out["targets"], rtol=1e-4, atol=1e-4)
+    # The encoder is f and g of the model (shared weights), in the downstream classifier's
+    # order: ReLU before the temporal mean.
+    assert {id(v) for v in encoder.weights} == {id(v) for v in model.encoder.weights}
+    maps = model.encoder.backbone(tf.reshape(blocks, [12, 2, 64, 64, 3]), training=False)["stage5"]
+    np.testing.assert_allclose(
+        encoded["feature_map"], tf.reshape(tf.reduce_mean(tf.nn.relu(maps), 1), [3, 4, 2, 2, 256]),
+        rtol=1e-4, atol=1e-4,
+    )
 
 
 def test_targets_are_signed_and_predictions_come_from_the_context_only():

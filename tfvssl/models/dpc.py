@@ -81,25 +81,62 @@ class BlockEncoder(keras.Model):
     """`f` then `g`: blocks -> feature maps -> aggregated context (the exported encoder).
 
     Input `[B, T, H, W, C]` clips with T = N * block_length (reshaped into N blocks) or
-    `[B, N, L, H, W, C]` blocks. Output `{"embedding": [B, D], "feature_map": [B, N, h, w, D],
-    "context": [B, h, w, D]}`: the context is the ConvGRU state after all N blocks, the
-    embedding its spatial mean.
+    `[B, N, L, H, W, C]` blocks. Output `{"embedding": [B, D'], "feature_map": [B, N, h, w, D],
+    "context": [B, h, w, D']}`: the context is the ConvGRU state after all N blocks, the
+    embedding its spatial mean. With a `backward_aggregator` (bidirectional MemDPC) a second
+    GRU reads the blocks in reverse order and the context is the channel concatenation
+    `[forward, backward]`, so D' = 2D; otherwise D' = D.
+
+    Args:
+      backbone: the block encoder f (`build_backbone`).
+      aggregator: the ConvGRU g.
+      block_length: frames per block.
+      backward_aggregator: optional ConvGRU over the reversed block sequence.
+      relu_before_pool: apply the ReLU to the backbone map before the temporal mean (the
+        order of DPC's and MemDPC's downstream "LC" classifiers) instead of after it (the
+        pre-training order, whose pre-ReLU mean is the prediction target).
     """
 
-    def __init__(self, backbone, aggregator, block_length, **kwargs):
+    def __init__(
+        self, backbone, aggregator, block_length, backward_aggregator=None, relu_before_pool=False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.aggregator = aggregator
+        self.backward_aggregator = backward_aggregator
         self.block_length = block_length
+        self.relu_before_pool = relu_before_pool
 
     def build(self, input_shape):
-        self.built = True  # The backbone and aggregator come built.
+        self.built = True  # The backbone and aggregators come built.
+
+    def get_config(self):
+        # The sub-models are serialized whole, so an exported `.keras` encoder reloads.
+        config = super().get_config()
+        config.update(
+            backbone=keras.saving.serialize_keras_object(self.backbone),
+            aggregator=keras.saving.serialize_keras_object(self.aggregator),
+            backward_aggregator=keras.saving.serialize_keras_object(self.backward_aggregator),
+            block_length=self.block_length,
+            relu_before_pool=self.relu_before_pool,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("backbone", "aggregator", "backward_aggregator"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
 
     def block_features(self, blocks, training=None):
-        """`[B, N, L, H, W, C]` -> pre-ReLU features `[B, N, h, w, D]` (mean over time)."""
+        """`[B, N, L, H, W, C]` -> features `[B, N, h, w, D]` (mean over time; pre-ReLU
+        unless `relu_before_pool`)."""
         shape = tf.shape(blocks)
         folded = tf.reshape(blocks, tf.concat([[-1], shape[2:]], 0))
         maps = self.backbone(folded, training=training)["stage5"]
+        if self.relu_before_pool:
+            maps = tf.nn.relu(maps)
         pooled = tf.reduce_mean(maps, axis=1)
         num_blocks = blocks.shape[1] if blocks.shape[1] is not None else shape[1]
         return tf.reshape(pooled, tf.concat([[-1, num_blocks], tf.shape(pooled)[1:]], 0))
@@ -116,12 +153,80 @@ class BlockEncoder(keras.Model):
 
     def call(self, clips, training=None):
         features = self.block_features(self.to_blocks(clips), training=training)
-        _, context = self.aggregator(tf.nn.relu(features), training=training)
+        activated = tf.nn.relu(features)
+        _, context = self.aggregator(activated, training=training)
+        if self.backward_aggregator is not None:
+            _, backward = self.backward_aggregator(tf.reverse(activated, axis=[1]), training=training)
+            context = tf.concat([context, backward], axis=-1)
         return {
             "embedding": tf.reduce_mean(context, axis=[1, 2]),
             "feature_map": features,
             "context": context,
         }
+
+
+def lc_encoder(encoder):
+    """The encoder of DPC's and MemDPC's downstream classifiers ("LC"), sharing `encoder`'s
+    weights: ReLU before the temporal pooling, GRU(s) over all N blocks, last state,
+    spatial mean. Put `layers.ClassificationHead` on its `embedding` to get the LC model
+    (256-d for DPC, forward and backward concatenated, 512-d, for bidirectional MemDPC).
+    Build `encoder` with running-statistics BatchNorm, as the LC models have."""
+    return BlockEncoder(
+        encoder.backbone, encoder.aggregator, encoder.block_length,
+        backward_aggregator=encoder.backward_aggregator, relu_before_pool=True, name="encoder",
+    )
+
+
+def build_block_encoder(
+    backbone, block_length, resolution, *, channels=3, norm=layers.NormOptions(), gru_dropout=0.1,
+    gru_gain=1.0, aggregator_names=("agg",),
+):
+    """A `BlockEncoder` with a new backbone and one (or, with two names, a forward and a
+    backward) 1x1 ConvGRU of the backbone's width, orthogonally initialised with `gru_gain`.
+
+    Args:
+      backbone: registry name of the 2D3D ResNet.
+      block_length, resolution, channels: one block is `[L, R, R, C]`.
+      norm: the backbone's BatchNorm options.
+      gru_dropout: dropout on the GRUs' carried state.
+      gru_gain: gain of the GRUs' orthogonal init (DPC 1, MemDPC 0.1).
+      aggregator_names: `("agg",)` (DPC) or `("agg_f", "agg_b")` (bidirectional MemDPC).
+    """
+    net = build_backbone(backbone, (block_length, resolution, resolution, channels), norm=norm, name="backbone")
+    step_shape = (None, *net.output["stage5"].shape[2:])  # One block's map [B, h, w, D].
+    grus = []
+    for name in aggregator_names:
+        gru = layers.ConvGRU(step_shape[-1], dropout=gru_dropout, gain=gru_gain, name=name)
+        gru.build(step_shape)
+        grus.append(gru)
+    backward = grus[1] if len(grus) > 1 else None
+    return BlockEncoder(net, grus[0], block_length, backward_aggregator=backward, name="encoder")
+
+
+def roll_out(aggregator, head, context, pred_step, training=None):
+    """DPC's prediction roll-out: aggregate the observed blocks, then predict P steps.
+
+    Each prediction is made from the GRU state alone; it is fed back (ReLU'd) into the GRU
+    for the next step, never the ground truth. No GRU step follows the last prediction.
+
+    Args:
+      aggregator: the ConvGRU.
+      head: callable, state `[B, h, w, D]` -> prediction `[B, h, w, D]`.
+      context: `[B, n, h, w, D]` pre-ReLU features of the observed blocks, in reading order.
+      pred_step: P.
+
+    Returns:
+      `(predictions [B, P, h, w, D], states [B, P, h, w, D])`, `states[:, p]` being the GRU
+      state prediction p was made from.
+    """
+    _, state = aggregator(tf.nn.relu(context), training=training)
+    predictions, states = [], []
+    for step in range(pred_step):
+        states.append(state)
+        predictions.append(head(state))
+        if step < pred_step - 1:
+            state = aggregator.step(tf.nn.relu(predictions[-1]), state, training=training)
+    return tf.stack(predictions, axis=1), tf.stack(states, axis=1)
 
 
 @keras.saving.register_keras_serializable("tfvssl")
@@ -162,14 +267,12 @@ class DensePredictiveCoding(PretextModel):
         self.pred_step = pred_step
         self.negatives = negatives
         norm = layers.NormOptions(always_batch_stats=batch_stats_bn, synchronized=sync_bn)
-        net = build_backbone(backbone, (block_length, resolution, resolution, 3), norm=norm, name="backbone")
-        step_shape = (None, *net.output["stage5"].shape[2:])  # One block's map [B, h, w, D].
-        depth = step_shape[-1]
-        gru = layers.ConvGRU(depth, dropout=gru_dropout, gain=1.0, name="agg")
-        gru.build(step_shape)
-        self.encoder = BlockEncoder(net, gru, block_length, name="encoder")
+        self.encoder = build_block_encoder(
+            backbone, block_length, resolution, norm=norm, gru_dropout=gru_dropout, gru_gain=1.0
+        )
+        depth = self.encoder.aggregator.hidden_size
         self.predictor = layers.PredictionHead(depth, depth, gain=1.0, name="network_pred")
-        self.predictor.build(step_shape)
+        self.predictor.build((None, None, None, depth))
         self.num_blocks = num_blocks
 
     def build(self, input_shape):
@@ -186,15 +289,8 @@ class DensePredictiveCoding(PretextModel):
           `[B, P, h, w, D]` predictions, made one after another from the context only:
           each prediction (ReLU'd) is fed back into the GRU, never the ground truth.
         """
-        context = tf.nn.relu(features[:, : self.num_blocks - pred_step])
-        _, state = self.encoder.aggregator(context, training=training)
-        predictions = []
-        for step in range(pred_step):
-            prediction = self.predictor(state)
-            predictions.append(prediction)
-            if step < pred_step - 1:
-                state = self.encoder.aggregator.step(tf.nn.relu(prediction), state, training=training)
-        return tf.stack(predictions, axis=1)
+        context = features[:, : self.num_blocks - pred_step]
+        return roll_out(self.encoder.aggregator, self.predictor, context, pred_step, training)[0]
 
     def call(self, blocks, training=None):
         features = self.encoder.block_features(blocks, training=training)
@@ -210,7 +306,9 @@ class DensePredictiveCoding(PretextModel):
         return logs
 
     def build_encoder(self):
-        return self.encoder
+        # What downstream tasks use, as the authors' classifier ("LC") does: ReLU before the
+        # temporal pooling, the GRU over all blocks, the spatial mean of its last state.
+        return lc_encoder(self.encoder)
 
     def get_config(self):
         return {**super().get_config(), **self.config, "pred_step": self.pred_step}

@@ -1,0 +1,38 @@
+"""Smoke test of the benchmark scripts: they run on tiny inputs and report every number they
+promise. Speed is never asserted (it depends on the machine)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+
+
+def test_input_pipeline_benchmark_reports_the_three_paths(tmp_path):
+    output = tmp_path / "result.json"
+    result = subprocess.run(
+        [
+            sys.executable, "benchmarks/input_pipeline.py", "--bench_methods=dpc",
+            f"--bench_data_dir={tmp_path / 'data'}", "--bench_frame_size=32", "--bench_video_frames=12",
+            "--bench_videos=4", "--bench_batch_size=2", "--bench_warmup=0", "--bench_batches=1",
+            f"--bench_json={output}",
+            # DPC with tiny blocks, so that 12-frame videos suffice.
+            "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1", "--pred_step=2",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, row = result.stdout.strip().splitlines()[-2:]
+    assert header.split() == [
+        "method", "tfrecord", "clips/s", "ceiling", "clips/s", "on_the_fly", "clips/s", "%", "of",
+        "ceiling", "x", "on", "the", "fly",
+    ]
+    assert row.split()[0] == "dpc"
+    with open(output) as f:
+        report = json.load(f)
+    rates = report["clips_per_second"]["dpc"]
+    assert set(rates) == {"tfrecord", "ceiling", "on_the_fly"} and all(rate > 0 for rate in rates.values())
+    assert set(report["cpu_ms_per_clip"]["dpc"]) == set(rates)
+    assert (report["frame_size"], report["batch_size"], report["batches"]) == (32, 2, 1)
