@@ -41,6 +41,16 @@ TINY_FLAGS = {
         "--pred_step=2", "--per_replica_batch_size=4", "--log_every=1", "--val_batches=1",
         "--shuffle_buffer=8",
     ],
+    "memdpc": [
+        "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1",
+        "--pred_step=2", "--per_replica_batch_size=4", "--log_every=1", "--val_batches=1",
+        "--shuffle_buffer=8",
+    ],
+    # 32 px gives 1x1 maps, where a 3x3 spatial kernel would only see padding.
+    "tcp": [
+        "--resolution=32", "--num_segments=4", "--segment_length=4", "--ar_kernel_size=3,1,1",
+        "--batch_size=4", "--log_every=1", "--val_batches=1", "--shuffle_buffer=8",
+    ],
 }
 TINY_DPC_FLAGS = TINY_FLAGS["dpc"]
 

@@ -22,6 +22,8 @@ def register_method(cls):
 def import_all():
     # Importing a method's module registers it (and defines its flags).
     from tfvssl.models import dpc  # noqa: F401
+    from tfvssl.models import memdpc  # noqa: F401
+    from tfvssl.models import tcp  # noqa: F401
 
 
 def available_methods():
@@ -81,6 +83,15 @@ class Method:
           A dict of tensors with static shapes (the model's `data`).
         """
         raise NotImplementedError
+
+    def batch_augment(self, batch):
+        """Augmentations run on a whole batch inside the training step, on the accelerator.
+
+        Costly per-frame augmentations (colour jitter of every frame) belong here rather
+        than in `train_example`, so the CPU input pipeline only samples, decodes and crops.
+        `batch` is the batched output of `train_example`; the result is the model's data.
+        """
+        return batch
 
     def build_model(self, norm_options=None):
         """Returns the method's `PretextModel` (built lazily on first call)."""

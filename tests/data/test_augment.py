@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfvssl.data import augment
+from tfvssl.data import augment, sampling
 
 
 def seed_of(i):
@@ -495,3 +495,19 @@ def test_eager_and_tf_data_agree(name):
         eager = op(clip, seed)
         assert eager.dtype == mapped.dtype
         np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
+
+
+def test_frame_wise_colour_on_a_batch_equals_the_per_clip_ops():
+    clips = tf.cast(tf.random.stateless_uniform([3, 5, 8, 8, 3], [0, 1], maxval=256, dtype=tf.int32), tf.uint8)
+    seeds = tf.constant([[1, 2], [3, 4], [5, 6]], tf.int64)
+    jitter = (0.5, 0.5, 0.5, 0.25)
+    batched = augment.frame_wise_colour(clips, seeds, grey_prob=0.5, jitter=jitter)
+    assert batched.shape == (3, 5, 8, 8, 3) and batched.dtype == tf.float32
+    for clip, seed, got in zip(clips, seeds, batched):
+        grey_seed, jitter_seed = tf.unstack(sampling.split_seed(seed, 2))
+        grey = augment.random_channel_split_grey(clip, grey_seed, prob=0.5)
+        expected = augment.color_jitter(grey, jitter_seed, *jitter, prob=1.0, per_frame=True)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    # Examples draw independently: two equal clips with other seeds come out different.
+    twins = augment.frame_wise_colour(tf.stack([clips[0], clips[0]]), seeds[:2], 0.5, jitter)
+    assert not np.allclose(twins[0], twins[1])

@@ -58,9 +58,9 @@ def test_non_finite_losses_are_skipped_then_stop_the_run_keeping_the_last_good_c
     good = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "ckpt")))
 
     method, config = configure(tiny_args(tiny_dataset, workdir, 10) + ["--max_nonfinite_steps=3"])
-    clean_example = method.train_example
-    method.train_example = lambda video, seed: {
-        name: value * np.nan for name, value in clean_example(video, seed).items()
+    clean_augment = method.batch_augment
+    method.batch_augment = lambda batch: {
+        name: value * np.nan for name, value in clean_augment(batch).items()
     }
     with caplog.at_level(logging.WARNING), pytest.raises(trainer.NonFiniteLossError) as error:
         trainer.train(method, config, workdir)

@@ -508,14 +508,20 @@ def color_jitter(
     Returns:
       `[T, H, W, 3]` float32 in [0, 1].
     """
+    num_draws = tf.shape(clip)[0] if per_frame else 1
+    draws = _draw_color_jitter(seed, num_draws, brightness, contrast, saturation, hue, prob)
+    return _apply_colors_where(clip, *draws)
+
+
+def _draw_color_jitter(seed, num_draws, brightness, contrast, saturation, hue, prob):
+    """The random half of `color_jitter`: `(factors [D, 4], order [D, 4], apply [D])`."""
     _check_probability(prob)
     params_seed, apply_seed = sampling.split_seed(seed, 2)
-    num_draws = tf.shape(clip)[0] if per_frame else 1
     factors, order = sample_color_jitter(
         params_seed, num_draws, brightness, contrast, saturation, hue
     )
     apply = tf.random.stateless_uniform(tf.reshape(num_draws, [1]), apply_seed) < prob
-    return _apply_colors_where(clip, factors, order, apply)
+    return factors, order, apply
 
 
 @_compiled
@@ -538,12 +544,16 @@ def random_channel_split_grey(clip, seed, prob=0.5):
     Returns:
       `[T, H, W, C]`, the input dtype.
     """
+    return _split_channels_where(clip, *_draw_channel_split(seed, tf.shape(clip)[0], prob))
+
+
+def _draw_channel_split(seed, num_frames, prob, num_channels=3):
+    """The random half of `random_channel_split_grey`: `(channel [T], apply [T])`."""
     _check_probability(prob)
     apply_seed, channel_seed = sampling.split_seed(seed, 2)
-    num_frames, num_channels = tf.shape(clip)[0], tf.shape(clip)[3]
     channel = sampling.random_index(channel_seed, num_channels, shape=tf.reshape(num_frames, [1]))
     apply = tf.random.stateless_uniform(tf.reshape(num_frames, [1]), apply_seed) < prob
-    return _split_channels_where(clip, channel, apply)
+    return channel, apply
 
 
 @_compiled
@@ -551,6 +561,48 @@ def _split_channels_where(clip, channel, apply):
     """Frames where `apply` `[T]` become their channel `channel` `[T]` copied to all."""
     split = tf.gather(clip, channel, axis=3, batch_dims=1)[..., None]
     return tf.where(_per_frame(apply), tf.broadcast_to(split, tf.shape(clip)), clip)
+
+
+def frame_wise_colour(clips, seeds, grey_prob=0.0, jitter=(0.0, 0.0, 0.0, 0.0), jitter_prob=1.0):
+    """Per-frame channel-split grey, then per-frame colour jitter, on a batch of clips.
+
+    The batched form of `random_channel_split_grey` followed by `color_jitter(per_frame=True)`
+    (DPC, MemDPC; Pace with `grey_prob=0`): each example draws from its own seed exactly
+    what those ops draw, so a clip gets the same frames either way. The draws are per
+    example; the pixel work runs once over all frames of the batch, which is what lets the
+    trainer run these costly per-frame ops on the accelerator instead of the input pipeline.
+
+    Args:
+      clips: `[B, T, H, W, 3]` uint8 or float in [0, 1], RGB.
+      seeds: `[B, 2]` int seeds, one per example.
+      grey_prob: per-frame probability of channel-split grey.
+      jitter: (brightness, contrast, saturation, hue) strengths.
+      jitter_prob: per-frame probability that the jitter applies.
+
+    Returns:
+      `[B, T, H, W, 3]` float32 in [0, 1].
+    """
+    shape = tf.shape(clips)
+    num_frames = shape[1]
+    frames = _as_float(tf.reshape(clips, tf.concat([[-1], shape[2:]], 0)))
+
+    def draw(seed):
+        grey_seed, jitter_seed = sampling.split_seed(seed, 2)
+        channel, grey = _draw_channel_split(grey_seed, num_frames, grey_prob)
+        return (channel, grey, *_draw_color_jitter(jitter_seed, num_frames, *jitter, jitter_prob))
+
+    signature = (
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.bool),
+        tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 4], tf.int32),
+        tf.TensorSpec([None], tf.bool),
+    )
+    draws = tf.map_fn(draw, seeds, fn_output_signature=signature)
+    channel, grey, factors, order, apply = (tf.reshape(d, tf.concat([[-1], tf.shape(d)[2:]], 0)) for d in draws)
+    if grey_prob > 0:
+        frames = _split_channels_where(frames, channel, grey)
+    if any(jitter):
+        frames = _apply_colors_where(frames, factors, order, apply)
+    return tf.reshape(frames, shape)
 
 
 def random_color_drop(clip, seed, prob=1.0, fill=0.5):

@@ -315,13 +315,17 @@ class DensePredictiveCoding(PretextModel):
 
 
 def dpc_train_example(config, video, seed, *, modality="rgb"):
-    """Samples and augments one `[N, L, R, R, C]` block tensor (DPC/MemDPC recipe).
+    """Samples one DPC/MemDPC training example, with the clip-level augmentations.
 
-    Clip-consistent crop (square `crop_fraction` of the short side, or random-resized),
-    nearest-neighbour resize to the resolution, clip-consistent flip; then, per frame,
-    channel-split grey and colour jitter (RGB only); ImageNet normalisation.
+    Blocks of frames (`sampling.sample_blocks`), then a clip-consistent crop (a square of
+    `crop_fraction` of the short side, or random-resized), nearest-neighbour resize to the
+    resolution and a clip-consistent flip. The per-frame colour augmentations come after
+    batching, on the accelerator (`dpc_batch_augment`), with `colour_seed`.
+
+    Returns:
+      `{"blocks": uint8 [N, L, R, R, C], "colour_seed": int64 [2]}`.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 6)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     n, length, size = config.num_blocks, config.block_length, config.resolution
     indices = sampling.sample_blocks(video["num_frames"], n, length, config.frame_stride, seeds[0])
     frames = pipeline.decode_frames(video[modality], tf.reshape(indices, [-1]), modality)
@@ -332,17 +336,33 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
         crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * config.crop_fraction), tf.int32)
         clip = augment.resize(augment.random_crop(frames, crop, seeds[1]), size, method="nearest")
     clip = augment.random_flip(clip, seeds[2])
-    clip = tf.image.convert_image_dtype(clip, tf.float32)
+    blocks = tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
+    return {"blocks": blocks, "colour_seed": seeds[3]}
+
+
+def dpc_batch_augment(config, batch, *, modality="rgb"):
+    """The per-frame half of the DPC/MemDPC augmentation, on a batch of examples.
+
+    For RGB: channel-split grey with `grey_prob` and colour jitter (`color_jitter`,
+    applied to every frame), each frame drawing its own, then ImageNet normalisation;
+    other modalities are scaled to [0, 1].
+
+    Args:
+      batch: `{"blocks": uint8 [B, N, L, R, R, C], "colour_seed": [B, 2]}`.
+
+    Returns:
+      `{"blocks": float32 [B, N, L, R, R, C]}`.
+    """
+    blocks = batch["blocks"]
+    shape = tf.shape(blocks)
+    frames = tf.reshape(blocks, tf.concat([shape[:1], [-1], shape[3:]], 0))
     if modality == "rgb":
-        clip = augment.random_channel_split_grey(clip, seeds[3], prob=config.grey_prob)
-        brightness, contrast, saturation, hue = (float(v) for v in config.color_jitter)
-        clip = augment.color_jitter(
-            clip, seeds[4], brightness, contrast, saturation, hue, prob=1.0, per_frame=True
-        )
-        clip = augment.normalize(clip, "imagenet")
+        jitter = tuple(float(v) for v in config.color_jitter)
+        frames = augment.frame_wise_colour(frames, batch["colour_seed"], config.grey_prob, jitter)
+        frames = augment.normalize(frames, "imagenet")
     else:
-        clip = augment.normalize(clip, "unit")
-    return tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
+        frames = augment.normalize(frames, "unit")
+    return {"blocks": tf.reshape(frames, shape)}
 
 
 @methods.register_method
@@ -378,7 +398,10 @@ class DPC(methods.Method):
         return sampling.blocks_span(c.num_blocks, c.block_length, c.frame_stride)
 
     def train_example(self, video, seed):
-        return {"blocks": dpc_train_example(self.config, video, seed)}
+        return dpc_train_example(self.config, video, seed, modality=self.config.modality)
+
+    def batch_augment(self, batch):
+        return dpc_batch_augment(self.config, batch, modality=self.config.modality)
 
     def build_model(self, norm_options=None):
         c = self.config

@@ -232,9 +232,6 @@ class MemDPC(dpc.DPC):
     def channels(self):
         return records.MODALITY_CHANNELS[self.config.modality]
 
-    def train_example(self, video, seed):
-        return {"blocks": dpc.dpc_train_example(self.config, video, seed, modality=self.config.modality)}
-
     def build_model(self, norm_options=None):
         c = self.config
         return MemoryAugmentedDPC(
@@ -251,5 +248,5 @@ class MemDPC(dpc.DPC):
 
     def normalize(self, frames):
         frames = tf.image.convert_image_dtype(frames, tf.float32)
-        # As `dpc_train_example`: ImageNet statistics for RGB, [0, 1] for flow.
+        # As `dpc_batch_augment`: ImageNet statistics for RGB, [0, 1] for flow.
         return augment.normalize(frames, "imagenet") if self.config.modality == "rgb" else frames

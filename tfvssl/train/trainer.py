@@ -80,23 +80,26 @@ def _global_batch_size(config, strategy):
     return config.batch_size
 
 
-def _build(model, element_spec):
+def _build(model, method, element_spec):
     """Creates every variable by one pass of the pretext computation on zeros."""
     dummy = {
         name: tf.zeros([2, *spec.shape[1:]], spec.dtype)
         for name, spec in element_spec.items()
         if name != "position"
     }
-    model.compute_pretext(dummy, training=False)
+    model.compute_pretext(method.batch_augment(dummy), training=False)
 
 
-def make_validation_step(model, strategy):
+def make_validation_step(model, method, strategy):
     """A tf.function running `model.test_step` on every replica, averaged."""
+
+    def replica_step(batch):
+        return model.test_step(method.batch_augment(batch))
 
     @tf.function
     def validation_step(batch):
         batch = {name: value for name, value in batch.items() if name != "position"}
-        logs = strategy.run(model.test_step, args=(batch,))
+        logs = strategy.run(replica_step, args=(batch,))
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
     return validation_step
@@ -148,7 +151,7 @@ def train(method, config, workdir, strategy=None):
         model.compile(optimizer=optimizer, jit_compile=False)
         model.xla_gradients = config.jit_compile
         probe = pipeline.training_dataset(files, method, 2, seed=config.seed, shuffle_buffer=1)
-        _build(model, probe.element_spec)
+        _build(model, method, probe.element_spec)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage")
@@ -181,14 +184,17 @@ def train(method, config, workdir, strategy=None):
     val_dataset = _validation_dataset(config, method, files, global_batch)
     if val_dataset is not None:
         val_dataset = strategy.experimental_distribute_dataset(val_dataset)
-        validation_step = make_validation_step(model, strategy)
+        validation_step = make_validation_step(model, method, strategy)
+
+    def replica_step(batch):
+        return model.train_step(method.batch_augment(batch))
 
     def make_train_step():
         @tf.function
         def train_step(iterator):
             batch = next(iterator)
             positions = strategy.gather(batch.pop("position"), axis=0)
-            logs = strategy.run(model.train_step, args=(batch,))
+            logs = strategy.run(replica_step, args=(batch,))
             logs = {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
             return logs, positions
 
