@@ -74,7 +74,8 @@ class _Sampled(Exception):
         self.jpegs, self.indices, self.modality = jpegs, indices, modality
 
 
-def _stop_at_decode(jpegs, indices, modality="rgb"):
+def _stop_at_decode(jpegs, indices, modality="rgb", crop_window=None):
+    del crop_window  # The ceiling decodes the sampled frames whole.
     raise _Sampled(jpegs, indices, modality)
 
 
@@ -120,12 +121,22 @@ def on_the_fly_dataset(video_paths, method, batch_size, seed=0):
         video = {"rgb": frames, "num_frames": tf.shape(frames)[0], "label": tf.constant(-1, tf.int64)}
         return method.train_example(video, pipeline.element_seed(seed, 0, offset))
 
-    def gather_frames(frames, indices, modality="rgb"):
+    def gather_frames(frames, indices, modality="rgb", crop_window=None):
         del modality
-        return tf.gather(frames, indices)
+        frames = tf.gather(frames, indices)
+        if crop_window is not None:
+            top, left, height, width = crop_window
+            frames = frames[:, top : top + height, left : left + width]
+        return frames
+
+    def frames_size(frames):
+        shape = tf.shape(frames)
+        return shape[1], shape[2]
 
     paths = tf.data.Dataset.from_tensor_slices(video_paths).repeat().enumerate()
-    with mock.patch.object(pipeline, "decode_frames", gather_frames):
+    with mock.patch.object(pipeline, "decode_frames", gather_frames), mock.patch.object(
+        pipeline, "frame_size", frames_size
+    ):
         dataset = paths.map(example, num_parallel_calls=pipeline.AUTOTUNE, deterministic=True)
     return dataset.ignore_errors().batch(batch_size, drop_remainder=True).prefetch(pipeline.AUTOTUNE)
 

@@ -511,3 +511,20 @@ def test_frame_wise_colour_on_a_batch_equals_the_per_clip_ops():
     # Examples draw independently: two equal clips with other seeds come out different.
     twins = augment.frame_wise_colour(tf.stack([clips[0], clips[0]]), seeds[:2], 0.5, jitter)
     assert not np.allclose(twins[0], twins[1])
+
+
+@pytest.mark.parametrize("seed", [[0, 0], [0, 1], [5, 9], [7, 3]])
+def test_resize_nearest_and_flip_equals_resize_then_flip(seed):
+    clip = tf.cast(tf.random.stateless_uniform([2, 15, 11, 3], [1, 1], maxval=256, dtype=tf.int32), tf.uint8)
+    seed = tf.constant(seed, tf.int64)
+    expected = augment.random_flip(augment.resize(clip, (6, 7), "nearest"), seed)
+    np.testing.assert_array_equal(augment.resize_nearest_and_flip(clip, (6, 7), seed), expected)
+
+
+def test_crop_window_is_the_window_random_crop_takes():
+    clip = tf.reshape(tf.range(2 * 9 * 10), [2, 9, 10, 1])
+    seed = tf.constant([4, 2], tf.int64)
+    top, left, height, width = augment.crop_window(9, 10, (5, 6), seed)
+    np.testing.assert_array_equal(
+        augment.random_crop(clip, (5, 6), seed), clip[:, top : top + height, left : left + width]
+    )

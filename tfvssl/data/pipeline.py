@@ -17,26 +17,37 @@ from tfvssl.data import records
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_frames(jpegs, indices, modality="rgb"):
-    """Decodes only the frames at `indices`.
+def decode_frames(jpegs, indices, modality="rgb", crop_window=None):
+    """Decodes only the frames at `indices`, and only their `crop_window` if given.
 
     Args:
       jpegs: `[T]` string tensor, one JPEG per frame.
       indices: `[K]` int frame indices.
       modality: `rgb` (3 channels), `flow` (x, y: the stored third channel is dropped) or
         `diff` (1 channel).
+      crop_window: optional `(top, left, height, width)`: the same window of every frame
+        (`augment.crop_window`), decoded without the rest of the frame.
 
     Returns:
-      uint8 `[K, H, W, C]`.
+      uint8 `[K, H, W, C]` (`[K, height, width, C]` with a window).
     """
     channels = records.MODALITY_JPEG_CHANNELS[modality]
     selected = tf.gather(jpegs, indices)
+    if crop_window is None:
+        decode = lambda jpeg: tf.io.decode_jpeg(jpeg, channels=channels)  # noqa: E731
+    else:
+        window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
+        decode = lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=channels)  # noqa: E731
     frames = tf.map_fn(
-        lambda jpeg: tf.io.decode_jpeg(jpeg, channels=channels),
-        selected,
-        fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8),
+        decode, selected, fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)
     )
     return frames[..., : records.MODALITY_CHANNELS[modality]]
+
+
+def frame_size(jpegs):
+    """`(height, width)` of the frames, read from the first JPEG's header (no decoding)."""
+    shape = tf.io.extract_jpeg_shape(jpegs[0])
+    return shape[0], shape[1]
 
 
 def element_seed(seed, epoch, offset):

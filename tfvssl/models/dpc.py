@@ -327,15 +327,19 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
     """
     seeds = tf.random.experimental.stateless_split(seed, 4)
     n, length, size = config.num_blocks, config.block_length, config.resolution
-    indices = sampling.sample_blocks(video["num_frames"], n, length, config.frame_stride, seeds[0])
-    frames = pipeline.decode_frames(video[modality], tf.reshape(indices, [-1]), modality)
+    indices = tf.reshape(
+        sampling.sample_blocks(video["num_frames"], n, length, config.frame_stride, seeds[0]), [-1]
+    )
     if config.crop == "random_resized":
-        clip = augment.random_resized_crop(frames, size, seeds[1], method="bilinear")
+        frames = pipeline.decode_frames(video[modality], indices, modality)
+        clip = augment.random_flip(augment.random_resized_crop(frames, size, seeds[1]), seeds[2])
     else:
-        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
-        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * config.crop_fraction), tf.int32)
-        clip = augment.resize(augment.random_crop(frames, crop, seeds[1]), size, method="nearest")
-    clip = augment.random_flip(clip, seeds[2])
+        # The crop is known from the JPEG header: decode only that window.
+        height, width = pipeline.frame_size(video[modality])
+        crop = tf.cast(tf.round(tf.cast(tf.minimum(height, width), tf.float32) * config.crop_fraction), tf.int32)
+        window = augment.crop_window(height, width, crop, seeds[1])
+        frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
+        clip = augment.resize_nearest_and_flip(frames, size, seeds[2])
     blocks = tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
     return {"blocks": blocks, "colour_seed": seeds[3]}
 
