@@ -15,6 +15,17 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+def pytest_runtest_setup(item):
+    """Gives the strategies each test creates collective keys no earlier test has used.
+
+    Every `MirroredStrategy` of a process starts its collective group keys at the same
+    number, and an xdist worker runs many tests in one process: without this, a strategy
+    would meet the collective instances of an earlier test's strategy ("Collective instance
+    100 expected type 2 ..."). TensorFlow's own tests do the same with this attribute.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 10_000
+
+
 SHARED = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared")
 FIXTURES = os.path.abspath(os.path.join(SHARED, "fixtures", "reference"))
 

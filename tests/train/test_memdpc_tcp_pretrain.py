@@ -103,6 +103,7 @@ def test_motion_modalities_train_from_prepared_shards(motion_dataset, tmp_path, 
     files = records.list_shards(config.data, config.split)
     batch = next(iter(pipeline.training_dataset(files, method, 2, shuffle_buffer=4)))
     batch.pop("position")
+    batch = method.batch_augment(batch)  # As the trainer's replica step does.
     (inputs,) = batch.values()
     assert inputs.shape[-1] == channels
     if config.modality == "flow" and method_name == "tcp":
