@@ -32,6 +32,8 @@ setuptools.setup(
         # Optical flow for `tfvssl.prepare --modality=flow` (TV-L1 needs the contrib build).
         "flow": ["opencv-contrib-python-headless>=4.8,<6"],
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        # gRPC stubs for export/client.py (TF Serving's PredictionService).
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

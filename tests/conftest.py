@@ -15,6 +15,7 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+
 def pytest_runtest_setup(item):
     """Gives the strategies each test creates collective keys no earlier test has used.
 
@@ -62,6 +63,17 @@ TINY_FLAGS = {
         "--resolution=32", "--num_segments=4", "--segment_length=4", "--ar_kernel_size=3,1,1",
         "--batch_size=4", "--log_every=1", "--val_batches=1", "--shuffle_buffer=8",
     ],
+    # r3d is the cheapest 3-D CNN of Pace and VCOP; clips of 4 (VCOP: 3 of them, 2 frames
+    # apart) or 8 frames at 32 px.
+    "pace": [
+        "--backbone=r3d", "--clip_length=8", "--frame_size=32,40", "--resolution=32",
+        "--batch_size=4", "--log_every=1", "--val_batches=1", "--shuffle_buffer=8",
+    ],
+    "vcop": [
+        "--backbone=r3d", "--clip_length=4", "--clip_interval=2", "--frame_size=32,40",
+        "--resolution=32", "--batch_size=4", "--log_every=1", "--val_batches=1",
+        "--shuffle_buffer=8",
+    ],
 }
 TINY_DPC_FLAGS = TINY_FLAGS["dpc"]
 
@@ -80,3 +92,28 @@ def tiny_dataset(tmp_path_factory):
         ),
     )
     return str(root)
+
+
+def configured_method(method_cls, *args):
+    """A `method_cls` instance configured like the command line `args`, the recipe filling
+    the rest (as `tfvssl.pretrain` resolves it)."""
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from tfvssl.train import flags as train_flags
+
+    with flagsaver.flagsaver():
+        flags.FLAGS(["test", f"--method={method_cls.name}", *args])
+        return method_cls(train_flags.resolve_config(flags.FLAGS, method_cls))
+
+
+def coded_video(num_frames, level, size=16):
+    """A parsed record whose frame k is the flat grey `level * k`: the frame index can be read
+    back from the decoded pixels."""
+    import numpy as np
+
+    from tfvssl.data import records
+
+    jpegs = [records.encode_jpeg(np.full((size, size, 3), level * k, np.uint8)) for k in range(num_frames)]
+    example = records.make_sequence_example({"rgb": jpegs}, filename="coded")
+    return records.parse_sequence_example(tf.constant(example.SerializeToString()))

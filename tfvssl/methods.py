@@ -24,6 +24,7 @@ def import_all():
     from tfvssl.models import dpc  # noqa: F401
     from tfvssl.models import memdpc  # noqa: F401
     from tfvssl.models import tcp  # noqa: F401
+    from tfvssl.models import pace, vcop  # noqa: F401
 
 
 def available_methods():

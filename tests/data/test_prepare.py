@@ -354,7 +354,7 @@ def test_frame_folders_store_jpegs_as_they_are_or_resized(tmp_path):
 
     summary = run_prepare("--dataset=frames", f"--video_root={tmp_path / 'frames'}",
                           f"--output_dir={tmp_path / 'same'}", "--frames_fps=30")
-    resized = run_prepare("--dataset=frames", f"--video_root={tmp_path / 'frames'}",
+    run_prepare("--dataset=frames", f"--video_root={tmp_path / 'frames'}",
                           f"--output_dir={tmp_path / 'resized'}", "--short_side=20", "--frame_stride=2")
 
     assert reasons(summary) == {

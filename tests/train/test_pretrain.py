@@ -15,7 +15,6 @@ from absl.testing import flagsaver
 from conftest import TINY_DPC_FLAGS
 
 from tfvssl import pretrain
-from tfvssl.data import records
 from tfvssl.train import trainer
 
 FLAGS = flags.FLAGS

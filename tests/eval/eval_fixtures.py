@@ -1,0 +1,58 @@
+"""A tiny pretrained and exported DPC run, shared by the evaluation tests.
+
+Import the fixture into a test module (`from eval_fixtures import trained_run`). The run is
+kept in the session's temporary directory (shared by pytest-xdist workers, under a lock),
+so it is trained and exported once per session even when several modules use it.
+"""
+
+import fcntl
+import importlib
+import os
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from conftest import TINY_DPC_FLAGS
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+FLAGS = flags.FLAGS
+
+
+def cli(module, args):
+    """Runs `python -m tfvssl.<module> <args>` in this process; returns its exit status."""
+    main = importlib.import_module(f"tfvssl.{module}").main  # Defines the module's flags.
+    with flagsaver.flagsaver():
+        FLAGS([module, *args])
+        return main([module])
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_dataset, tmp_path_factory):
+    """`(workdir, export_dir)` of a DPC run pretrained for one step (32 px, 4 blocks of 2
+    frames, so clips are [8, 32, 32, 3]) and exported with `python -m tfvssl.export`."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # Shared by the pytest-xdist workers: the first one builds it.
+    workdir = str(root / "eval_dpc_run")
+    export_dir = os.path.join(workdir, "export", "dpc", "1")
+    with open(root / "eval_dpc_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(export_dir):
+            build_run(tiny_dataset, workdir)
+    return workdir, export_dir
+
+
+def build_run(data, workdir):
+    """Pretrains (`tfvssl.pretrain`'s code path) and exports (its CLI) into `workdir`."""
+    from tfvssl import pretrain
+    from tfvssl.train import trainer
+
+    with flagsaver.flagsaver():
+        FLAGS([
+            "pretrain", f"--flagfile={REPO}/configs/dpc.flags", f"--data={data}", f"--workdir={workdir}",
+            *TINY_DPC_FLAGS, "--train_steps=1", "--checkpoint_every=1", "--val_split=none",
+        ])
+        method, config = pretrain.effective_config()
+        pretrain.write_flags(config, os.path.join(workdir, "flags.txt"))
+        trainer.train(method, config, workdir)
+    assert cli("export", [f"--workdir={workdir}"]) == 0

@@ -1,0 +1,57 @@
+"""Export a pretrained encoder: `python -m tfvssl.export --workdir=<pretraining workdir>`.
+
+    python -m tfvssl.export --workdir=workdirs/dpc [--version=N] [--export_name=NAME]
+
+Rebuilds the method from `<workdir>/flags.txt`, restores the newest checkpoint and writes
+`<workdir>/export/<name>/<version>/`: a SavedModel with the signatures `serving_default`
+(float clips), `serving_frames` (uint8 frames) and `serving_examples` (serialized
+SequenceExamples), `encoder.keras` for fine-tuning and `export_info.json`
+(`tfvssl/eval/exporting.py`; the serving contract is `export/README.md`). The version
+defaults to one more than the newest one there, the version TF Serving picks up.
+`--untrained` exports the freshly initialised encoder instead, the random baseline of the
+evaluations.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tfvssl.train import flags as train_flags  # noqa: F401  (defines --workdir)
+
+flags.DEFINE_integer("version", None, "Version directory to write (default: the next one).", lower_bound=1)
+flags.DEFINE_string("export_name", None, "Model name, the TF Serving model directory (default: the method).")
+flags.DEFINE_boolean("untrained", False, "Export the randomly initialised encoder (a baseline).")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from tfvssl.eval import exporting, workdir  # Heavy imports after the flags parsed.
+
+    try:
+        if not FLAGS.workdir:
+            raise ValueError("--workdir: give the pretraining workdir to export from")
+        method = workdir.load_method(FLAGS.workdir)
+        model_dir = os.path.join(FLAGS.workdir, "export", FLAGS.export_name or method.name)
+        version = FLAGS.version or exporting.next_version(model_dir)
+        export_dir = os.path.join(model_dir, str(version))
+        if os.path.exists(export_dir):
+            raise ValueError(f"--version={version}: {export_dir} exists")
+        encoder, checkpoint = workdir.restore_encoder(method, None if FLAGS.untrained else FLAGS.workdir)
+    except ValueError as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    exporting.export_encoder(
+        method, encoder, export_dir, extra_info={"checkpoint": checkpoint, "workdir": os.path.abspath(FLAGS.workdir)}
+    )
+    logging.info("exported %s encoder (%s) to %s", method.name, checkpoint or "untrained", export_dir)
+    print(export_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,104 @@
+"""What Pace prediction and VCOP share: a 3-D CNN clip encoder and the clip preprocessing.
+
+Both papers train a classifier over a globally pooled 3-D CNN feature (C3D, R3D, R(2+1)D,
+S3D-G) on clips of consecutive frames that are resized to a fixed frame size (128x171,
+aspect not kept) and cropped (112 px), and evaluate with a centre crop. The encoder here is
+that pooled feature; each method adds its own head and recipe.
+"""
+
+import keras
+import tensorflow as tf
+from absl import flags
+
+from tfvssl import methods
+from tfvssl.data import augment
+from tfvssl.models.backbones import build_backbone
+
+# Shared by Pace and VCOP (and the evaluation of their encoders). None takes the recipe.
+flags.DEFINE_integer(
+    "clip_length", None, "Pace/VCOP: frames per clip (16; 64 for Pace's S3D-G).", lower_bound=1
+)
+flags.DEFINE_list(
+    "frame_size", None,
+    "Pace/VCOP: height,width every frame is resized to before cropping --resolution (128,171; "
+    "256,256 for Pace's S3D-G). The aspect ratio is not kept, as in the papers.",
+)
+
+
+def build_clip_encoder(backbone, input_shape, norm, name="encoder"):
+    """A backbone with its stage features globally average-pooled.
+
+    Args:
+      backbone: registry name (`c3d`, `r3d`, `r21d`, `s3dg`, ...).
+      input_shape: `(T, H, W, C)` of one clip.
+      norm: `layers.NormOptions` of the backbone's BatchNorm layers.
+      name: model name.
+
+    Returns:
+      A functional model from float clips `[B, T, H, W, C]` to
+      `{"embedding": [B, D], "feature_map": [B, t, h, w, D], "p5": [B, D], "p4": [B, D4]}`:
+      the feature map is the last stage; `p5` (= `embedding`, the authors' classifier input)
+      and `p4` are the last two stages averaged over time and space, the retrieval features
+      of the Pace paper. Pooled features are float32 under mixed precision.
+    """
+    net = build_backbone(backbone, input_shape, norm=norm, name="backbone")
+    clips = keras.Input(input_shape, name="clips")
+    maps = net(clips)
+    # float32 pooling: a bfloat16 mean over all positions would lose the low bits.
+    p5 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p5")(maps["stage5"])
+    p4 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p4")(maps["stage4"])
+    outputs = {"embedding": p5, "feature_map": maps["stage5"], "p5": p5, "p4": p4}
+    return keras.Model(clips, outputs, name=name)
+
+
+def classification_logs(logits, labels):
+    """Mean cross-entropy and top-1 accuracy of `[M, K]` logits against `[M]` int labels.
+
+    Returns:
+      `{"loss": float32 scalar, "accuracy": float32 scalar}`.
+    """
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.cast(labels, tf.int32)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+    return {"loss": tf.reduce_mean(losses), "accuracy": tf.reduce_mean(tf.cast(hits, tf.float32))}
+
+
+class ClipMethod(methods.Method):
+    """The part of a `Method` Pace and VCOP share: one encoder clip of `clip_length`
+    consecutive frames, resized to `frame_size` and centre-cropped at test time.
+
+    Subclasses set `antialias` (PIL-like resizing for VCOP, OpenCV-like for Pace) and
+    implement `normalize`.
+    """
+
+    antialias = True
+
+    def frame_size(self):
+        """`(height, width)` frames are resized to."""
+        return tuple(int(v) for v in self.config.frame_size)
+
+    def validate(self):
+        c = self.config
+        if c.modality != "rgb":
+            raise ValueError(f"--modality={c.modality}: {self.name} trains on rgb frames")
+        try:
+            height, width = self.frame_size()
+        except ValueError:
+            raise ValueError(f"--frame_size={','.join(c.frame_size)}: needs two integers, height,width")
+        if min(height, width) < c.resolution:
+            raise ValueError(
+                f"--frame_size={height},{width}: smaller than the --resolution={c.resolution} crop"
+            )
+
+    def resize(self, frames):
+        """uint8 `[T, H, W, 3]` -> uint8 `[T, height, width, 3]` (bilinear, aspect not kept)."""
+        return augment.resize(frames, self.frame_size(), "bilinear", antialias=self.antialias)
+
+    def clip_shape(self):
+        c = self.config
+        return (c.clip_length, c.resolution, c.resolution, 3)
+
+    def eval_clip(self, frames):
+        # Both papers' test transform: the training resize, then the centre crop.
+        return self.normalize(augment.center_crop(self.resize(frames), self.config.resolution))

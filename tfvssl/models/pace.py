@@ -1,0 +1,386 @@
+"""Pace prediction with its contrastive regulariser (Wang, Jiao, Liu, ECCV 2020).
+
+A clip is sampled from a video at a pace drawn from a set of candidates (default 1, 2, 3,
+4: every p-th frame; a slow pace such as 1/2 repeats each frame 1/p times) and a 3-D CNN
+classifies the pace from the globally pooled feature. Per-frame colour jitter keeps the
+network from telling paces by low-level frame statistics.
+
+The contrastive term (paper §3.2; never released by the authors) comes in two variants:
+
+* same context: each video gives two clips at two *different* paces; the two clips of a
+  video are positives, clips of other videos negatives (Eq. 2);
+* same pace: one clip per video; clips with the same pace label are positives, the rest
+  negatives (Eq. 3).
+
+Scores are plain dot products of the (optionally projected) features, with no temperature
+and no normalisation, as in the paper; both are options. The loss is
+`lambda_cls * L_cls + lambda_ctr * L_ctr` (1 and 0.1).
+
+Where the authors' code differs from the paper (options here): it feeds BGR frames
+(`--pace_bgr`); it has no contrastive term (`--contrastive=none`) and no slow paces.
+"""
+
+import fractions
+
+import keras
+import tensorflow as tf
+from absl import flags
+
+from tfvssl import losses, methods
+from tfvssl.data import augment, pipeline, sampling
+from tfvssl.models import layers
+from tfvssl.models.clip_encoder import ClipMethod, build_clip_encoder, classification_logs
+from tfvssl.models.pretext import PretextModel
+
+CONTRASTIVE = ("none", "same_context", "same_pace")
+
+flags.DEFINE_list(
+    "paces", ["1", "2", "3", "4"],
+    "Pace: candidate paces, one class each in this order; a fraction such as 1/2 is slow motion "
+    "(each frame repeated 1/p times). Paper default 1,2,3,4; its 'absolute' set 1/3,1/2,1,2,3.",
+)
+flags.DEFINE_boolean(
+    "pace_wrap", True,
+    "Pace: a clip running past the last frame continues from the first (paper and code); "
+    "false: the start is drawn so that the clip fits the video.",
+)
+flags.DEFINE_enum(
+    "contrastive", "same_context", CONTRASTIVE,
+    "Pace: contrastive term. same_context: two clips of a video at different paces are "
+    "positives (the paper's best, Table 2); same_pace: clips of equal pace are; none: pace "
+    "classification only (the authors' released code).",
+)
+flags.DEFINE_float("lambda_cls", 1.0, "Pace: weight of the pace classification loss.", lower_bound=0.0)
+flags.DEFINE_float("lambda_ctr", 0.1, "Pace: weight of the contrastive loss.", lower_bound=0.0)
+flags.DEFINE_enum(
+    "projection", "mlp", ["none", "mlp"],
+    "Pace: contrastive features are the pooled embedding (none) or a fully connected layer and "
+    "ReLU on it (mlp: the paper's 'non-linear layer', last row of Table 2).",
+)
+flags.DEFINE_integer(
+    "projection_dim", 8,
+    "Pace: output size of the mlp projection. The paper only says the layer adds ~4k "
+    "parameters (Table 2); 512x8+8 = 4,104.", lower_bound=1,
+)
+flags.DEFINE_float(
+    "temperature", None, "Pace: divides the contrastive scores; the paper uses none.", lower_bound=0.0
+)
+flags.DEFINE_boolean(
+    "cosine_similarity", False,
+    "Pace: L2-normalise the contrastive features (as SimCLR) instead of the paper's dot product.",
+)
+flags.DEFINE_list(
+    "pace_color_jitter", ["0.8", "0.8", "0.8", "0.2"],
+    "Pace: brightness, contrast, saturation and hue strengths of the per-frame colour jitter.",
+)
+flags.DEFINE_float(
+    "pace_jitter_prob", 0.8,
+    "Pace: probability that a frame is colour-jittered (0 = no jitter, Table 1's first rows).",
+    lower_bound=0.0, upper_bound=1.0,
+)
+flags.DEFINE_boolean(
+    "pace_bgr", False,
+    "Pace: feed BGR frames, as the authors' OpenCV loader does; the paper does not say (RGB).",
+)
+
+
+def parse_paces(items):
+    """`["1", "1/2", "0.5"]` -> exact `fractions.Fraction` paces, in the given order.
+
+    Raises:
+      ValueError naming `--paces` for an empty list, a non-positive, malformed or repeated pace.
+    """
+    listing = ",".join(items)
+    try:
+        paces = [fractions.Fraction(item.strip()) for item in items]
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"--paces={listing}: every pace must be a number or a fraction like 1/2")
+    if not paces or min(paces) <= 0 or len(set(paces)) != len(paces):
+        raise ValueError(f"--paces={listing}: needs distinct positive paces")
+    return paces
+
+
+def sample_pace_clips(num_frames, clip_length, paces, num_clips, seed, wrap=True):
+    """`num_clips` clips of one video, each at a different pace drawn uniformly from `paces`.
+
+    Each clip's pace is uniform over `paces` and no two clips share one (the first
+    `num_clips` entries of a uniformly random permutation); each clip has its own random
+    start. See `sampling.sample_pace_clip` for the frames of a pace.
+
+    Args:
+      num_frames: frames in the video, int or scalar int tensor.
+      clip_length: frames per clip.
+      paces: Python sequence of paces (numbers or fractions), at least `num_clips`.
+      num_clips: clips to sample.
+      seed: `[2]` int32/int64 tensor.
+      wrap: loop over the video when a clip runs past its end.
+
+    Returns:
+      `(indices, labels)`: `[num_clips, clip_length]` int32 frame indices and `[num_clips]`
+      int32 pace classes (indices into `paces`).
+    """
+    if not 1 <= num_clips <= len(paces):
+        raise ValueError(f"num_clips={num_clips}: needs 1 to {len(paces)} (one pace each)")
+    pace_seed, *clip_seeds = sampling.split_seed(seed, num_clips + 1)
+    labels = tf.argsort(tf.random.stateless_uniform([len(paces)], pace_seed))[:num_clips]
+    clips = []
+    for label, clip_seed in zip(tf.unstack(labels), clip_seeds):
+        # Every candidate pace is a handful of integer ops: compute all, keep the drawn one.
+        candidates = [sampling.sample_pace_clip(num_frames, clip_length, p, clip_seed, wrap) for p in paces]
+        clips.append(tf.gather(tf.stack(candidates), label))
+    return tf.stack(clips), tf.cast(labels, tf.int32)
+
+
+def multi_positive_info_nce(queries, keys, positives, excluded, temperature=None):
+    """InfoNCE with any number of positives per query (supervised-contrastive form).
+
+    For query i with positives P(i) among the keys that are not excluded (A(i)):
+    `loss_i = -1/|P(i)| sum_{p in P(i)} log(exp(s_ip) / sum_{a in A(i)} exp(s_ia))`, with
+    `s = q . k` (divided by `temperature` when given). With one positive per query it is
+    the usual InfoNCE (SimCLR's NT-Xent when queries are keys and each excludes itself).
+
+    Args:
+      queries: `[M, D]`.
+      keys: `[K, D]`.
+      positives: `[M, K]` bool.
+      excluded: `[M, K]` bool, keys that are no candidates (e.g. the query itself).
+      temperature: optional positive float.
+
+    Returns:
+      `{"loss": mean loss_i, "accuracy": fraction of queries whose highest-scoring candidate
+      is a positive}` (float32 scalars) over the queries that have a positive; 0 when none
+      has.
+    """
+    logits = tf.matmul(tf.cast(queries, tf.float32), tf.cast(keys, tf.float32), transpose_b=True)
+    if temperature:
+        logits = logits / temperature
+    logits = tf.where(excluded, tf.float32.min, logits)
+    positives = tf.logical_and(positives, tf.logical_not(excluded))
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=-1)
+    row_losses = -tf.math.divide_no_nan(
+        tf.reduce_sum(tf.where(positives, log_probs, 0.0), axis=-1), num_positives
+    )
+    has_positive = tf.cast(num_positives > 0, tf.float32)
+    best = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    hits = tf.cast(tf.gather(positives, best, batch_dims=1), tf.float32)
+    count = tf.reduce_sum(has_positive)
+    return {
+        "loss": tf.math.divide_no_nan(tf.reduce_sum(row_losses * has_positive), count),
+        "accuracy": tf.math.divide_no_nan(tf.reduce_sum(hits * has_positive), count),
+    }
+
+
+@keras.saving.register_keras_serializable("tfvssl")
+class PacePrediction(PretextModel):
+    """The Pace pretext model: `data = {"clips": [B, K, T, H, W, 3], "pace": [B, K]}`.
+
+    K is 2 for the same-context term (two clips of each video at different paces) and 1
+    otherwise. All B*K clips are classified; the contrastive term compares them all.
+
+    Args:
+      backbone: registry name (`c3d`, `r3d`, `r3d18`, `r21d`, `s3dg`, ...).
+      clip_length, resolution: one clip is `[clip_length, resolution, resolution, 3]`.
+      num_paces: pace classes.
+      contrastive: one of `CONTRASTIVE`.
+      lambda_cls, lambda_ctr: loss weights.
+      projection: `"none"` or `"mlp"` (fully connected + ReLU of `projection_dim` outputs),
+        used only with a contrastive term.
+      projection_dim: output size of the projection.
+      temperature: divides the contrastive scores when given.
+      cosine_similarity: L2-normalise the contrastive features.
+      negatives: `"replica"` or `"global"` (`losses.replica_keys`).
+      sync_bn: synchronised BatchNorm across replicas.
+      weight_decay: coupled L2 (see `PretextModel`).
+    """
+
+    def __init__(
+        self,
+        backbone="r21d",
+        clip_length=16,
+        resolution=112,
+        num_paces=4,
+        contrastive="same_context",
+        lambda_cls=1.0,
+        lambda_ctr=0.1,
+        projection="mlp",
+        projection_dim=8,
+        temperature=None,
+        cosine_similarity=False,
+        negatives="replica",
+        sync_bn=False,
+        weight_decay=0.0,
+        **kwargs,
+    ):
+        super().__init__(weight_decay=weight_decay, **kwargs)
+        if contrastive not in CONTRASTIVE:
+            raise ValueError(f"--contrastive={contrastive}: choose one of {CONTRASTIVE}")
+        self.config = dict(
+            backbone=backbone, clip_length=clip_length, resolution=resolution, num_paces=num_paces,
+            contrastive=contrastive, lambda_cls=lambda_cls, lambda_ctr=lambda_ctr,
+            projection=projection, projection_dim=projection_dim, temperature=temperature,
+            cosine_similarity=cosine_similarity, negatives=negatives, sync_bn=sync_bn,
+        )
+        self.contrastive = contrastive
+        self.lambda_cls, self.lambda_ctr = lambda_cls, lambda_ctr
+        self.temperature = temperature
+        self.cosine_similarity = cosine_similarity
+        self.negatives = negatives
+        self.encoder = build_clip_encoder(
+            backbone, (clip_length, resolution, resolution, 3), layers.NormOptions(synchronized=sync_bn)
+        )
+        depth = self.encoder.output["embedding"].shape[-1]
+        # The authors' `linear` (C3D, R3D, R(2+1)D) or `fc` (S3D-G): a plain Linear(D, paces).
+        self.pace_head = layers.ClassificationHead(
+            num_paces, dropout=0.0, batch_norm=False, orthogonal_init=False, name="pace_head"
+        )
+        self.pace_head.build((None, depth))
+        self.projection = None
+        if projection == "mlp" and contrastive != "none":
+            self.projection = keras.layers.Dense(
+                projection_dim, activation="relu", kernel_initializer=layers.torch_default_kernel(),
+                bias_initializer=layers.TorchDefaultBias(depth), name="projection",
+            )
+            self.projection.build((None, depth))
+
+    def build(self, input_shape):
+        self.built = True  # Every variable was created in __init__.
+
+    def call(self, clips, training=None):
+        """`[N, T, H, W, 3]` clips -> `{"embedding": [N, D], "logits": [N, paces],
+        "contrastive_features": [N, D']}` (float32 logits and features)."""
+        embedding = self.encoder(clips, training=training)["embedding"]
+        features = self.projection(embedding) if self.projection is not None else embedding
+        features = tf.cast(features, tf.float32)
+        if self.cosine_similarity:
+            features = tf.math.l2_normalize(features, axis=-1)
+        logits = tf.cast(self.pace_head(embedding, training=training), tf.float32)
+        return {"embedding": embedding, "logits": logits, "contrastive_features": features}
+
+    def contrastive_logs(self, features, labels, clips_per_video):
+        """The contrastive loss and accuracy of `[N, D']` features, N = videos * K.
+
+        Rows are video-major (row = video * K + clip). Positives are the other clips of the
+        same video (same context) or of the same pace (same pace); every clip but the query
+        itself is a candidate, across replicas with `negatives="global"`.
+        """
+        keys, offset = losses.replica_keys(features, self.negatives)
+        rows = tf.range(tf.shape(features)[0])
+        if self.contrastive == "same_context":
+            # The replica's row offset makes video ids unique across replicas.
+            groups = offset + rows // clips_per_video
+        else:
+            groups = tf.cast(labels, tf.int32)
+        key_groups, _ = losses.replica_keys(groups, self.negatives)
+        columns = tf.range(tf.shape(keys)[0])
+        itself = tf.equal((offset + rows)[:, None], columns[None, :])
+        same_group = tf.equal(groups[:, None], key_groups[None, :])
+        return multi_positive_info_nce(features, keys, same_group, itself, self.temperature)
+
+    def compute_pretext(self, data, training):
+        clips, paces = data["clips"], data["pace"]
+        clips_per_video = clips.shape[1]
+        labels = tf.reshape(paces, [-1])
+        outputs = self(tf.reshape(clips, [-1, *clips.shape[2:]]), training=training)
+        logs = classification_logs(outputs["logits"], labels)
+        logs["cls_loss"] = logs["loss"]
+        logs["loss"] = self.lambda_cls * logs["cls_loss"]
+        if self.contrastive != "none":
+            contrastive = self.contrastive_logs(outputs["contrastive_features"], labels, clips_per_video)
+            logs["ctr_loss"], logs["ctr_accuracy"] = contrastive["loss"], contrastive["accuracy"]
+            logs["loss"] += self.lambda_ctr * logs["ctr_loss"]
+        return logs
+
+    def build_encoder(self):
+        return self.encoder
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
+
+
+@methods.register_method
+class Pace(ClipMethod):
+    """Pace prediction; the paper's recipe (§4.1): R(2+1)D, 16-frame clips cropped to 112 from
+    128x171 frames, flip, per-frame colour jitter, batch 30, SGD lr 1e-3 divided by 10 every
+    6 epochs, 18 epochs of ~90k clips (UCF101 split 1 repeated 10 times)."""
+
+    name = "pace"
+    # OpenCV's bilinear resize, as the authors' loader (no antialiasing).
+    antialias = False
+    # Epochs of UCF101 split 1 x 10 (95,370 clips) at batch 30 are 3,179 steps. Momentum
+    # 0.9 and weight decay 5e-3 are the authors' code; the paper gives neither.
+    recipe = dict(
+        backbone="r21d", resolution=112, frame_size=["128", "171"], clip_length=16, batch_size=30,
+        optimizer="sgd", lr=1e-3, weight_decay=5e-3, lr_schedule="steps", lr_decay_factor=0.1,
+        lr_decay_steps=[19_074, 38_148], train_steps=57_222,
+    )
+
+    def paces(self):
+        return parse_paces(self.config.paces)
+
+    def clips_per_video(self):
+        return 2 if self.config.contrastive == "same_context" else 1
+
+    def validate(self):
+        super().validate()
+        c = self.config
+        if self.clips_per_video() > len(self.paces()):
+            raise ValueError(f"--paces={','.join(c.paces)}: --contrastive=same_context needs two paces")
+        try:
+            jitter = [float(v) for v in c.pace_color_jitter]
+        except ValueError:
+            jitter = []
+        if len(jitter) != 4 or min(jitter[:3]) < 0 or not 0 <= jitter[3] <= 0.5:
+            raise ValueError(
+                f"--pace_color_jitter={','.join(c.pace_color_jitter)}: needs 4 numbers, brightness, "
+                "contrast and saturation >= 0 and hue in [0, 0.5]"
+            )
+        if c.temperature is not None and c.temperature <= 0:
+            raise ValueError(f"--temperature={c.temperature}: must be positive")
+
+    def min_frames(self):
+        c = self.config
+        # Wrapping clips fit any video; otherwise the slowest-moving clip must fit.
+        return 1 if c.pace_wrap else sampling.pace_span(c.clip_length, self.paces())
+
+    def augment_clip(self, clip, seed):
+        """One resized uint8 clip `[T, h, w, 3]` -> float32 `[T, R, R, 3]`, 0-255: random crop
+        and flip of the whole clip, then colour jitter drawn for every frame."""
+        c = self.config
+        crop_seed, flip_seed, jitter_seed = sampling.split_seed(seed, 3)
+        clip = augment.random_flip(augment.random_crop(clip, c.resolution, crop_seed), flip_seed)
+        brightness, contrast, saturation, hue = (float(v) for v in c.pace_color_jitter)
+        clip = augment.color_jitter(
+            clip, jitter_seed, brightness, contrast, saturation, hue, prob=c.pace_jitter_prob, per_frame=True
+        )
+        return self.normalize(clip)
+
+    def train_example(self, video, seed):
+        """`{"clips": [K, T, R, R, 3] float32 0-255, "pace": [K] int32}`, K = `clips_per_video()`."""
+        c = self.config
+        num_clips = self.clips_per_video()
+        sample_seed, augment_seed = sampling.split_seed(seed, 2)
+        indices, labels = sample_pace_clips(
+            video["num_frames"], c.clip_length, self.paces(), num_clips, sample_seed, c.pace_wrap
+        )
+        frames = self.resize(pipeline.decode_frames(video["rgb"], tf.reshape(indices, [-1])))
+        clips = tf.reshape(frames, [num_clips, c.clip_length, *frames.shape[1:]])
+        clips = augment.map_per_clip(self.augment_clip, clips, augment_seed, output_dtype=tf.float32)
+        shape = [num_clips, c.clip_length, c.resolution, c.resolution, 3]
+        return {"clips": tf.ensure_shape(clips, shape), "pace": labels}
+
+    def build_model(self, norm_options=None):
+        c = self.config
+        return PacePrediction(
+            backbone=c.backbone, clip_length=c.clip_length, resolution=c.resolution,
+            num_paces=len(self.paces()), contrastive=c.contrastive, lambda_cls=c.lambda_cls,
+            lambda_ctr=c.lambda_ctr, projection=c.projection, projection_dim=c.projection_dim,
+            temperature=c.temperature, cosine_similarity=c.cosine_similarity, negatives=c.negatives,
+            sync_bn=c.sync_bn, weight_decay=c.weight_decay if c.optimizer != "adamw" else 0.0,
+        )
+
+    def normalize(self, frames):
+        # Raw 0-255 values, no mean or scale, as the authors' loader; BGR on request. The
+        # authors jitter their BGR frames as if RGB; here jitter sees RGB either way, which
+        # only changes the channel weights of the grey used by contrast and saturation.
+        return augment.normalize(frames, "raw", bgr=self.config.pace_bgr)
