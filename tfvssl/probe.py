@@ -19,6 +19,7 @@ from absl import app
 
 from tfvssl.eval import flags as eval_flags
 
+
 def main(argv):
     from tfvssl.eval import classify  # Heavy imports once the flags are parsed.
 
