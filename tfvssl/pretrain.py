@@ -38,8 +38,32 @@ def effective_config(flag_values=FLAGS):
     method.validate()
     if config.data is not None:
         records.list_shards(config.data, config.split)  # Fails early, naming --data.
+    else:
+        synthetic_config(config)  # Fails early, naming the --synthetic_* setting.
     config.workdir = config.workdir or os.path.join("workdirs", config.method)
     return method, config
+
+
+def synthetic_config(config):
+    """The embedded dataset's `SyntheticConfig` from the `--synthetic_*` flags.
+
+    Raises:
+      ValueError: naming the setting when the flags make no valid dataset.
+    """
+    from tfvssl.data import synthetic
+
+    try:
+        return synthetic.SyntheticConfig(
+            num_classes=config.synthetic_num_classes,
+            resolution=config.synthetic_resolution,
+            num_frames=config.synthetic_num_frames,
+            train_videos_per_class=config.synthetic_videos_per_class,
+            test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
+            oops=config.synthetic_oops,
+        )
+    except ValueError as error:
+        # The config's messages open with the field's name: the flag's without its prefix.
+        raise ValueError(f"--synthetic_{error}") from None
 
 
 def resolve_data(config):
@@ -48,15 +72,7 @@ def resolve_data(config):
         return
     from tfvssl.data import synthetic
 
-    config.data = synthetic.default_dataset(
-        synthetic.SyntheticConfig(
-            num_classes=config.synthetic_num_classes,
-            resolution=config.synthetic_resolution,
-            num_frames=config.synthetic_num_frames,
-            train_videos_per_class=config.synthetic_videos_per_class,
-            test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
-        )
-    )
+    config.data = synthetic.default_dataset(synthetic_config(config))
     logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
 
 

@@ -211,8 +211,9 @@ def test_dataset_info(tiny_dataset):
         "test": {"num_videos": 3, "shards": {"test-00000.tfrecord": 3}},
     }
     assert info["synthetic"] == {
-        "config": dataclasses.asdict(config), "generator_version": synthetic.GENERATOR_VERSION
+        "config": synthetic.config_dict(config), "generator_version": synthetic.GENERATOR_VERSION
     }
+    assert "oops" not in info["synthetic"]["config"]  # Info (and cache key) as before the oops mode.
 
 
 def test_records_hold_balanced_labels_and_the_rendered_frames(tiny_dataset):
@@ -281,7 +282,7 @@ def test_default_dataset_is_cached_by_config(tmp_path, monkeypatch):
 
     assert again == path == synthetic.default_dataset_path(TINY)
     assert os.path.dirname(path) == str(tmp_path)
-    assert records.read_dataset_info(path)["synthetic"]["config"] == dataclasses.asdict(TINY)
+    assert records.read_dataset_info(path)["synthetic"]["config"] == synthetic.config_dict(TINY)
     assert os.listdir(tmp_path) == [os.path.basename(path)]  # No temporary directory left.
     assert synthetic.default_dataset_path(dataclasses.replace(TINY, seed=1)) != path
 
@@ -328,3 +329,84 @@ def test_command_line_writes_the_dataset(tmp_path):
     assert result.returncode == 0, result.stderr
     with open(tmp_path / records.DATASET_INFO) as f:
         assert json.load(f)["splits"]["train"]["num_videos"] == 2
+
+
+# ---- oops mode ------------------------------------------------------------------------------------
+
+OOPS = synthetic.SyntheticConfig(
+    num_classes=2, train_videos_per_class=2, test_videos_per_class=1, num_frames=80, resolution=16,
+    oops=True,
+)
+
+
+def test_oops_mode_needs_videos_the_oops_filter_keeps():
+    with pytest.raises(ValueError, match=r"num_frames=64: the oops mode needs videos of 3.2-30.0 s .* 80-750 frames"):
+        synthetic.SyntheticConfig(num_frames=64, oops=True)
+    assert synthetic.video_failure(dataclasses.replace(OOPS, oops=False), "train", 0) is None
+
+
+def test_failures_are_seeded_and_in_the_middle_half():
+    failures = [synthetic.video_failure(OOPS, "train", index) for index in range(60)]
+
+    assert failures[3] == synthetic.video_failure(OOPS, "train", 3)
+    assert failures[3] != synthetic.video_failure(dataclasses.replace(OOPS, seed=1), "train", 3)
+    duration = OOPS.num_frames / OOPS.fps
+    assert all(0.25 * duration <= f.time <= 0.75 * duration for f in failures)
+    assert all(f.frame == np.ceil(f.time * OOPS.fps) for f in failures)
+    assert {f.kind for f in failures} == set(synthetic.FAILURE_KINDS)
+
+
+@pytest.mark.parametrize("kind", synthetic.FAILURE_KINDS)
+def test_the_motion_breaks_at_the_failure_frame(kind):
+    smooth = _trajectories("translate_right", num_draws=20, num_frames=40)
+    frame = 25
+
+    broken = synthetic.Trajectory(*(
+        np.stack(values) for values in zip(*(
+            synthetic.break_motion(synthetic.Trajectory(*(v[i] for v in smooth)), frame, kind)
+            for i in range(20)
+        ))
+    ))
+
+    for name in synthetic.Trajectory._fields:
+        np.testing.assert_array_equal(getattr(broken, name)[:, :frame], getattr(smooth, name)[:, :frame])
+    velocity_x, velocity_y = np.diff(broken.x, axis=1), np.diff(broken.y, axis=1)
+    before = velocity_x[:, frame - 2]  # Steady rightwards motion up to the failure.
+    assert np.all(before > 0) and np.all(velocity_y[:, : frame - 1] == 0)
+    after_x, after_y = velocity_x[:, frame - 1 :], velocity_y[:, frame - 1 :]  # From frame - 1 to frame on.
+    if kind == "stop":
+        assert np.all(after_x == 0) and np.all(after_y == 0)
+    elif kind == "bounce":
+        np.testing.assert_allclose(after_x[:, 0], -1.5 * before)  # Back, faster, ...
+        assert np.all(np.diff(after_x, axis=1) > 0) and np.all(after_x < 0)  # ... slowing down.
+    else:
+        np.testing.assert_allclose(after_x, np.repeat(before[:, None], after_x.shape[1], axis=1))
+        np.testing.assert_allclose(np.diff(after_y, axis=1), synthetic._GRAVITY)  # Falling, faster.
+        assert np.all(np.diff(broken.angle[:, frame - 1 :], axis=1) > 0)  # Tumbling.
+
+
+def test_an_oops_video_is_the_default_video_up_to_its_failure():
+    failure = synthetic.video_failure(OOPS, "train", 1)
+    default = dataclasses.replace(OOPS, oops=False)
+
+    broken = synthetic.render_video(OOPS, 1, np.random.default_rng(5), failure)
+    smooth = synthetic.render_video(default, 1, np.random.default_rng(5))
+
+    np.testing.assert_array_equal(broken[: failure.frame], smooth[: failure.frame])
+    assert np.abs(broken[failure.frame + 5 :].astype(int) - smooth[failure.frame + 5 :]).mean() > 1
+
+
+def test_oops_records_carry_the_failure_time(tmp_path):
+    info = synthetic.generate(str(tmp_path), OOPS)
+
+    parsed = _parse_split(str(tmp_path), "train")
+
+    assert info["synthetic"]["config"]["oops"] is True
+    assert synthetic.default_dataset_path(OOPS) != synthetic.default_dataset_path(dataclasses.replace(OOPS, oops=False))
+    for index, video in enumerate(parsed):
+        failure = synthetic.video_failure(OOPS, "train", index)
+        assert float(video["t_fail"]) == pytest.approx(failure.time)
+        assert float(video["rel_t"]) == pytest.approx(failure.time / (OOPS.num_frames / OOPS.fps))
+
+    synthetic.generate(str(tmp_path / "default"), dataclasses.replace(OOPS, oops=False))
+    assert float(_parse_split(str(tmp_path / "default"), "train")[0]["t_fail"]) == -1.0  # Absent.

@@ -21,9 +21,13 @@ or let `default_dataset()` cache it. The dataset is the record format of `record
 with `write_videos` the same videos are also written as `<root>/videos/<split>/<class>/
 <video>.mp4`, for the decode path.
 
-Trajectories are plain arrays per frame (`Trajectory`), so a later "oops" mode, where the
-smooth motion breaks at a failure time, can splice two of them at that frame and record
-`oops/t_fail` and `oops/rel_t` through `records.make_sequence_example`.
+In the oops mode (`oops=True`, `--oops`; the data of `tfvssl.oops`) every video's foreground
+motion breaks once, at a random failure time between a quarter and three quarters of the
+video (`Failure`): the objects fall (accelerate downwards, tumbling), stop dead, or bounce
+back (reverse and come to rest). The time is recorded as `oops/t_fail` (seconds) and
+`oops/rel_t` (fraction of the duration), as `tfvssl.prepare` records real Oops videos, and
+every video lasts 3.2-30 s, so the whole Oops protocol applies (`tfvssl/data/oops.py`).
+Up to the failure, an oops video is the default mode's video of the same seed.
 """
 
 import dataclasses
@@ -40,6 +44,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from tfvssl.data import oops as oops_labels
 from tfvssl.data import records
 from tfvssl.data import sources
 
@@ -80,6 +85,10 @@ class SyntheticConfig:
     write_videos: bool = dataclasses.field(
         default=False, metadata={"help": "Also write each video as an .mp4 under videos/."}
     )
+    oops: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Oops mode: each video's motion breaks at a recorded failure time."},
+    )
 
     def __post_init__(self):
         if not 1 <= self.num_classes <= len(MOTION_PATTERNS):
@@ -96,6 +105,13 @@ class SyntheticConfig:
             raise ValueError(f"jpeg_quality={self.jpeg_quality}: must be <= 100")
         if self.fps <= 0:
             raise ValueError(f"fps={self.fps}: must be positive")
+        low, high = oops_labels.MIN_DURATION, oops_labels.MAX_DURATION
+        if self.oops and not low <= self.num_frames / self.fps <= high:
+            raise ValueError(
+                f"num_frames={self.num_frames}: the oops mode needs videos of {low}-{high} s (the Oops "
+                f"validity filter), {math.ceil(low * self.fps)}-{math.floor(high * self.fps)} frames "
+                f"at fps={self.fps}"
+            )
 
     @property
     def class_names(self):
@@ -103,6 +119,18 @@ class SyntheticConfig:
 
     def videos_per_class(self, split):
         return {"train": self.train_videos_per_class, "test": self.test_videos_per_class}[split]
+
+
+def config_dict(config):
+    """The config as `dataset_info.json` records it and the cache path hashes it.
+
+    `oops` appears only when set: datasets made before the oops mode existed keep their info
+    and their cache path.
+    """
+    values = dataclasses.asdict(config)
+    if not values["oops"]:
+        del values["oops"]
+    return values
 
 
 class Trajectory(NamedTuple):
@@ -234,6 +262,80 @@ def _random_walk(rng, t):
         x=pose.x + offset[0], y=pose.y + offset[1], angle=pose.angle + offset[2],
         scale=np.ones_like(t),
     )
+
+
+# ---- Failures (oops mode) ---------------------------------------------------------------------
+
+FAILURE_KINDS = ("fall", "stop", "bounce")
+_GRAVITY = 0.002  # Frame widths per frame squared: about 0.6 frame widths fallen in 25 frames.
+_TUMBLE = 0.2  # Radians per frame a falling object turns.
+_BOUNCE_SPEED, _BOUNCE_DAMPING = 1.5, 0.8  # Reversed speed / speed before, decay per frame.
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Where and how a video's foreground motion breaks (oops mode).
+
+    Attributes:
+      time: the failure time in seconds; the frames from `frame` on, the first at or after
+        it, leave the smooth motion.
+      kind: one of `FAILURE_KINDS`.
+      frame: `ceil(time * fps)`.
+    """
+
+    time: float
+    kind: str
+    frame: int
+
+
+def video_failure(config, split, index):
+    """The failure of video `index` of `split`, or None outside the oops mode.
+
+    Drawn from a generator of its own, seeded `(seed, split number, index, 1)`, so the video's
+    other draws are the default mode's: the time uniform over the middle half of the video,
+    the kind uniform over `FAILURE_KINDS`.
+    """
+    if not config.oops:
+        return None
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), index, 1])
+    time = rng.uniform(0.25, 0.75) * config.num_frames / config.fps
+    kind = FAILURE_KINDS[rng.integers(len(FAILURE_KINDS))]
+    return Failure(time=time, kind=kind, frame=math.ceil(time * config.fps))
+
+
+def break_motion(trajectory, frame, kind):
+    """The trajectory whose smooth motion breaks at `frame` (at least 2).
+
+    Up to `frame - 1` it is `trajectory`; from there, with p the pose at `frame - 1`, v its
+    velocity (the last step) and n = 1, 2, ... the frames since:
+    - fall: keeps v, plus a downward acceleration `_GRAVITY` and a tumble `_TUMBLE` per frame
+      (turning the way it moved, clockwise when still);
+    - stop: holds p;
+    - bounce: goes back at `_BOUNCE_SPEED` times v, slowing by `_BOUNCE_DAMPING` per frame.
+
+    Args:
+      trajectory: a `Trajectory` of T frames.
+      frame: first frame of the new motion.
+      kind: one of `FAILURE_KINDS`.
+
+    Returns:
+      A `Trajectory` of T frames.
+    """
+    if kind not in FAILURE_KINDS:
+        raise ValueError(f"failure kind {kind!r}: choose one of {FAILURE_KINDS}")
+    pose = np.stack(trajectory)  # [4, T]: x, y, angle, scale.
+    start, velocity = pose[:, frame - 1 : frame], pose[:, frame - 1 : frame] - pose[:, frame - 2 : frame - 1]
+    n = np.arange(1, pose.shape[1] - frame + 1, dtype=np.float64)[None, :]
+    if kind == "stop":
+        after = np.repeat(start, n.shape[1], axis=1)
+    elif kind == "bounce":
+        after = start - _BOUNCE_SPEED * velocity * (1 - _BOUNCE_DAMPING**n) / (1 - _BOUNCE_DAMPING)
+    else:
+        tumble = _TUMBLE * (1.0 if velocity[0, 0] >= 0 else -1.0)
+        after = start + velocity * n
+        after[1] += 0.5 * _GRAVITY * n[0] ** 2
+        after[2] += tumble * n[0]
+    return Trajectory(*np.concatenate([pose[:, :frame], after], axis=1))
 
 
 # ---- Shapes -----------------------------------------------------------------------------------
@@ -378,13 +480,14 @@ def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, colour):
     frames[index] = region + alpha * (colour.astype(np.float32) - region)
 
 
-def render_video(config, class_index, rng):
+def render_video(config, class_index, rng, failure=None):
     """Renders one video of a class.
 
     Args:
       config: a `SyntheticConfig` (uses `num_frames` and `resolution`).
       class_index: index into `MOTION_PATTERNS`.
       rng: a `np.random.Generator`; the video is a pure function of its state.
+      failure: optional `Failure`: the foreground's motion breaks there (`break_motion`).
 
     Returns:
       uint8 `[T, H, W, 3]` RGB frames, T = `num_frames`, H = W = `resolution`.
@@ -393,9 +496,13 @@ def render_video(config, class_index, rng):
     t = np.arange(num_frames, dtype=np.float64)
     motion = list(MOTION_PATTERNS.values())[class_index]
 
+    def foreground():
+        trajectory = motion(rng, t)
+        return trajectory if failure is None else break_motion(trajectory, failure.frame, failure.kind)
+
     # Objects: (trajectory, radius), foreground ones following the class's motion.
     objects = [
-        (motion(rng, t), rng.uniform(*_FOREGROUND_RADIUS)) for _ in range(rng.integers(1, 3))
+        (foreground(), rng.uniform(*_FOREGROUND_RADIUS)) for _ in range(rng.integers(1, 3))
     ]
     objects += [
         (_random_walk(rng, t), rng.uniform(*_DISTRACTOR_RADIUS)) for _ in range(rng.integers(2, 5))
@@ -421,7 +528,8 @@ def iter_split(config, split):
 
     Classes alternate (video `i` is of class `i % num_classes`), so any prefix, and any
     shard, is balanced. Video `i` is drawn from its own generator seeded with
-    `(seed, split number, i)`: it does not depend on how many videos come before it.
+    `(seed, split number, i)`: it does not depend on how many videos come before it. In the
+    oops mode its motion breaks at `video_failure(config, split, i)`.
 
     Args:
       config: a `SyntheticConfig`.
@@ -437,7 +545,7 @@ def iter_split(config, split):
         class_name = config.class_names[class_index]
         name = f"{split}/{class_name}/{class_name}_{index // config.num_classes:04d}"
         rng = np.random.default_rng([config.seed, split_number, index])
-        yield name, class_index, render_video(config, class_index, rng)
+        yield name, class_index, render_video(config, class_index, rng, video_failure(config, split, index))
 
 
 def _existing_dataset_info(output_dir, config):
@@ -447,7 +555,7 @@ def _existing_dataset_info(output_dir, config):
         return None
     with open(info_path) as f:
         info = json.load(f)
-    expected = {"config": dataclasses.asdict(config), "generator_version": GENERATOR_VERSION}
+    expected = {"config": config_dict(config), "generator_version": GENERATOR_VERSION}
     if info.get("synthetic") != expected:
         return None
     for split, split_info in info["splits"].items():
@@ -460,11 +568,14 @@ def _existing_dataset_info(output_dir, config):
 def _write_split(output_dir, config, split):
     """Renders and writes every video of one split; returns its dataset_info entry."""
     with records.ShardWriter(output_dir, split, config.shard_size) as writer:
-        for name, class_index, video in iter_split(config, split):
+        for index, (name, class_index, video) in enumerate(iter_split(config, split)):
             jpegs = [records.encode_jpeg(frame, config.jpeg_quality) for frame in video]
+            failure = video_failure(config, split, index)
+            t_fail = None if failure is None else failure.time
             writer.write(records.make_sequence_example(
                 {"rgb": jpegs}, filename=name, label_index=class_index,
-                label_string=config.class_names[class_index], fps=config.fps,
+                label_string=config.class_names[class_index], fps=config.fps, t_fail=t_fail,
+                rel_t=None if failure is None else t_fail * config.fps / config.num_frames,
             ))
             if config.write_videos:
                 path = os.path.join(output_dir, "videos", name + ".mp4")
@@ -508,7 +619,7 @@ def generate(output_dir, config):
         "num_frames": config.num_frames,
         "resolution": config.resolution,
         "splits": splits,
-        "synthetic": {"config": dataclasses.asdict(config), "generator_version": GENERATOR_VERSION},
+        "synthetic": {"config": config_dict(config), "generator_version": GENERATOR_VERSION},
     }
     records.write_dataset_info(output_dir, info)
     return info
@@ -525,7 +636,7 @@ def default_dataset_path(config=None):
     hash of the config and the generator version."""
     config = config or SyntheticConfig()
     key = json.dumps(
-        {"config": dataclasses.asdict(config), "version": GENERATOR_VERSION}, sort_keys=True
+        {"config": config_dict(config), "version": GENERATOR_VERSION}, sort_keys=True
     )
     return os.path.join(cache_dir(), f"synthetic-{hashlib.sha256(key.encode()).hexdigest()[:12]}")
 

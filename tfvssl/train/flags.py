@@ -31,6 +31,11 @@ flags.DEFINE_integer("synthetic_num_classes", 10, "Motion classes of the embedde
 flags.DEFINE_integer("synthetic_resolution", 64, "Frame size of the embedded dataset.", lower_bound=16)
 flags.DEFINE_integer("synthetic_num_frames", 64, "Frames per embedded video.", lower_bound=4)
 flags.DEFINE_integer("synthetic_videos_per_class", 40, "Training videos per embedded class.", lower_bound=1)
+flags.DEFINE_boolean(
+    "synthetic_oops", False,
+    "Embedded dataset in oops mode: each video's motion breaks at a recorded failure time (the data "
+    "of tfvssl.oops); needs 3.2-30 s videos, e.g. --synthetic_num_frames=128.",
+)
 
 # ---- Optimisation ---------------------------------------------------------------------------
 flags.DEFINE_integer("train_steps", None, "Number of training steps. Default: recipe.", lower_bound=1)
@@ -98,6 +103,7 @@ flags.DEFINE_integer(
     "max_nonfinite_steps", 10,
     "Stop the run after this many steps with a non-finite loss (each is skipped).", lower_bound=1,
 )
+
 
 def resolve_config(flag_values, method_cls):
     """Effective configuration: flag values with the method's recipe filling unset ones.

@@ -1,0 +1,279 @@
+"""Unintentional-action labels of the Oops! dataset (Epstein, Chen, Vondrick, CVPR 2020), as
+the authors' code (`cvlab-columbia/oops`, `dataloader.py`) makes them.
+
+Clips. Every video is resampled to 16 fps (torchvision's `VideoClips`: resampled frame r is
+source frame `floor(r * fps / 16)`) and cut into clips of 16 frames (1 s), one starting
+every 4 frames (0.25 s): `clip_grid`.
+
+Labels from the failure time `t_fail` (the annotators' median), with `t_start` and `t_end`
+the times of a clip's first and last frames (`clip_labels`):
+
+    1 transitional    t_start <= t_fail <= t_end
+    0 intentional     t_end < t_fail       (the clip ends before the failure)
+    2 unintentional   t_start > t_fail     (the clip starts after it)
+
+The authors assign these as index ranges (0 up to the first clip holding t_fail, 1 up to the
+first clip starting after it, then 2); as consecutive clips overlap, that is the same.
+
+Validity (`is_valid`, `annotation_is_valid`): a video is used only when its failure time is
+known (the upper median of the annotators' times, element `len // 2` of the sorted list,
+is >= 0), the median of the relative times `rel_t` lies in [0.01, 0.99] and the duration
+in [3.2 s, 30 s].
+
+Training oversampling (`oversampled_counts`, `oversample`), per video: with m the most
+frequent label of the video's clips, every other label i present is duplicated (its clips
+in random order, cycling) until it has `round(count_m * ratio_i)` clips, ratios
+`(1, 0.93, 1 / 0.93)` for labels (0, 1, 2). An epoch then trains on at most 10 clips per
+video drawn without replacement from that enlarged list (`training_clips`). Test: every clip.
+
+Sequence models (MemDPC appendix B) read windows of `num_steps` consecutive, non-overlapping
+clips, 4 grid clips (1 s) apart: `window_clips`, and in training `window_starts` places each
+drawn clip at a random step of its window.
+
+`trim_borders` crops letterbox borders (`borders.json`, not distributed with the dataset).
+Everything but the annotation helpers is pure TF, usable eagerly and inside `tf.data`.
+"""
+
+import statistics
+
+import tensorflow as tf
+
+from tfvssl.data import manifests
+
+CLASS_NAMES = ("intentional", "transitional", "unintentional")
+INTENTIONAL, TRANSITIONAL, UNINTENTIONAL = range(3)
+
+SAMPLE_FPS = 16.0  # Videos are resampled to this rate before cutting clips.
+CLIP_FRAMES = 16  # Frames per clip at SAMPLE_FPS: 1 s.
+CLIP_STEP = 4  # Frames between clip starts at SAMPLE_FPS: 0.25 s.
+STEP_CLIPS = CLIP_FRAMES // CLIP_STEP  # Grid clips between consecutive steps of a window.
+
+# The authors' validity filter.
+MIN_DURATION, MAX_DURATION = 3.2, 30.0
+MIN_REL_T, MAX_REL_T = 0.01, 0.99
+
+# Training balance: target count of label i = round(count of the video's commonest label * ratio_i).
+OVERSAMPLING_RATIOS = (1.0, 0.93, 1 / 0.93)
+CLIPS_PER_VIDEO = 10  # Clips drawn per video and epoch in training.
+
+
+# ---- Annotations --------------------------------------------------------------------------
+
+
+def annotation_summary(annotation):
+    """The three values the authors' filter reads from a `transition_times.json` entry.
+
+    Args:
+      annotation: dict with `t` (annotators' failure times in seconds, negative when the
+        annotator saw none), `rel_t` (the same relative to the duration) and `len`
+        (duration in seconds).
+
+    Returns:
+      `(t_fail, rel_t, duration)`: the upper median of `t` (-1.0 when it is negative or
+      `t` is empty), the median of all of `rel_t` (`statistics.median`, -1.0 when empty)
+      and `len`.
+    """
+    t_fail = manifests.oops_failure_time(annotation.get("t", []), rule="upper")
+    rel_t = annotation.get("rel_t", [])
+    return (
+        -1.0 if t_fail is None else t_fail,
+        float(statistics.median(rel_t)) if rel_t else -1.0,
+        float(annotation.get("len", 0.0)),
+    )
+
+
+def is_valid(t_fail, rel_t, duration):
+    """The authors' validity filter on a video's failure time, relative failure time and
+    duration in seconds (Python floats, NumPy arrays or tensors, element-wise):
+    `t_fail >= 0`, `0.01 <= rel_t <= 0.99` and `3.2 <= duration <= 30`."""
+    return (
+        (t_fail >= 0)
+        & (rel_t >= MIN_REL_T) & (rel_t <= MAX_REL_T)
+        & (duration >= MIN_DURATION) & (duration <= MAX_DURATION)
+    )
+
+
+def annotation_is_valid(annotation):
+    """Whether the authors keep the video of a `transition_times.json` entry."""
+    return bool(is_valid(*annotation_summary(annotation)))
+
+
+# ---- Clips and labels -----------------------------------------------------------------------
+
+
+def clip_grid(num_frames, fps):
+    """Every clip of a video: 16 frames at 16 fps, one starting every 4 frames.
+
+    Args:
+      num_frames: frames of the video, int or scalar int tensor.
+      fps: its frame rate, float or scalar tensor.
+
+    Returns:
+      A dict: `frames` int32 `[K, 16]` source frame indices, `start` and `end` float64 `[K]`
+      the times in seconds of each clip's first and last frame. K =
+      `max(0, (R - 16) // 4 + 1)` with R = `floor(num_frames * 16 / fps)` resampled frames.
+    """
+    fps = tf.cast(fps, tf.float64)
+    resampled = tf.cast(tf.floor(tf.cast(num_frames, tf.float64) * SAMPLE_FPS / fps), tf.int32)
+    num_clips = tf.maximum((resampled - CLIP_FRAMES) // CLIP_STEP + 1, 0)
+    resampled_index = CLIP_STEP * tf.range(num_clips)[:, None] + tf.range(CLIP_FRAMES)[None, :]
+    source = tf.floor(tf.cast(resampled_index, tf.float64) * fps / SAMPLE_FPS)
+    return {
+        "frames": tf.cast(source, tf.int32),
+        "start": source[:, 0] / fps,
+        "end": source[:, -1] / fps,
+    }
+
+
+def clip_labels(start, end, t_fail):
+    """int32 labels `[K]` of clips spanning `[start, end]` seconds (`[K]` each) for a failure
+    at `t_fail` seconds: 1 if the clip holds it, 0 if it ends before, 2 if it starts after."""
+    t_fail = tf.cast(t_fail, tf.float64)
+    start, end = tf.cast(start, tf.float64), tf.cast(end, tf.float64)
+    return tf.where(
+        start > t_fail, UNINTENTIONAL, tf.where(end < t_fail, INTENTIONAL, TRANSITIONAL)
+    )
+
+
+def step_frames(clip_frames, frames_per_step):
+    """`frames_per_step` evenly spaced frames of each clip, from its first.
+
+    Args:
+      clip_frames: int `[..., 16]` frame indices of clips (`clip_grid`'s `frames`).
+      frames_per_step: frames the encoder takes per clip (16: all of them; more repeats
+        frames).
+
+    Returns:
+      int32 `[..., frames_per_step]`.
+    """
+    picks = [j * CLIP_FRAMES // frames_per_step for j in range(frames_per_step)]
+    return tf.gather(clip_frames, picks, axis=-1)
+
+
+# ---- Training balance -------------------------------------------------------------------------
+
+
+def oversampled_counts(counts):
+    """Clips of each label after the authors' per-video oversampling.
+
+    Args:
+      counts: int `[3]` clips of each label in one video.
+
+    Returns:
+      int32 `[3]`: `counts` with every label i other than the commonest m (the first one on
+      a tie) and present raised by `round(c_i * (c_m * ratio_i / c_i - 1))` (the authors'
+      expression, in float64; round half to even as Python), never lowered.
+    """
+    counts = tf.cast(counts, tf.int32)
+    mode = tf.reduce_min(tf.where(tf.equal(counts, tf.reduce_max(counts)))[:, 0])
+    c = tf.cast(counts, tf.float64)
+    c_mode = tf.gather(c, mode)
+    safe = tf.maximum(c, 1.0)
+    added = tf.round(c * (c_mode * tf.constant(OVERSAMPLING_RATIOS, tf.float64) / safe - 1.0))
+    grows = (tf.range(3, dtype=tf.int64) != mode) & (counts > 0)
+    return counts + tf.where(grows, tf.maximum(tf.cast(added, tf.int32), 0), 0)
+
+
+def oversample(labels, seed):
+    """The authors' balanced clip list of one video.
+
+    Args:
+      labels: int `[K]` clip labels.
+      seed: `[2]` int tensor (stateless).
+
+    Returns:
+      int32 `[K']` clip indices: `0..K-1`, then for each label its duplicates, the label's
+      clips in a random order repeated as often as needed (`oversampled_counts`).
+    """
+    labels = tf.cast(labels, tf.int32)
+    counts = tf.math.bincount(labels, minlength=3, maxlength=3)
+    added = oversampled_counts(counts) - counts
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    pieces = [tf.range(tf.size(labels))]
+    for label in range(3):
+        members = tf.cast(tf.where(tf.equal(labels, label))[:, 0], tf.int32)
+        shuffled = tf.random.experimental.stateless_shuffle(members, seeds[label])
+        cycle = tf.range(added[label]) % tf.maximum(tf.size(members), 1)
+        pieces.append(tf.gather(shuffled, cycle))
+    return tf.concat(pieces, 0)
+
+
+def training_clips(labels, seed, clips_per_video=CLIPS_PER_VIDEO):
+    """The clips one epoch trains on for one video: at most `clips_per_video` drawn without
+    replacement from its `oversample` list (which may hold a clip several times).
+
+    The authors draw the duplicates once for the whole training; here they are redrawn with
+    every seed (every epoch), which leaves the class mix of the drawn clips the same.
+
+    Returns:
+      int32 `[min(clips_per_video, K')]` clip indices.
+    """
+    pool_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    pool = oversample(labels, pool_seed)
+    return tf.random.experimental.stateless_shuffle(pool, draw_seed)[:clips_per_video]
+
+
+# ---- Windows of clips (sequence models) --------------------------------------------------------
+
+
+def window_clips(starts, num_clips, num_steps):
+    """Clips of windows of `num_steps` consecutive, non-overlapping clips.
+
+    Args:
+      starts: int `[W]` clip index of each window's first step.
+      num_clips: K, clips of the video.
+      num_steps: S.
+
+    Returns:
+      int32 `[W, S]`: `start + 4 * step`, -1 for steps past the video's last clip.
+    """
+    clips = tf.cast(starts, tf.int32)[:, None] + STEP_CLIPS * tf.range(num_steps)[None, :]
+    return tf.where(clips < tf.cast(num_clips, tf.int32), clips, -1)
+
+
+def window_starts(anchors, num_clips, num_steps, seed):
+    """Training windows around drawn clips: each anchor at a random step of its window.
+
+    A window starting at `anchor - 4 p` holds the anchor at step p. The step is uniform over
+    those whose window lies inside the video; when none does (a video shorter than a window),
+    the window starts at the earliest clip 4k before the anchor and runs past the end.
+
+    Args:
+      anchors: int `[n]` clip indices (`training_clips`).
+      num_clips: K.
+      num_steps: S.
+      seed: `[2]` int tensor.
+
+    Returns:
+      int32 `[n]` window starts (`window_clips` gives their clips).
+    """
+    anchors = tf.cast(anchors, tf.int32)
+    starts = anchors[:, None] - STEP_CLIPS * tf.range(num_steps)[None, :]  # [n, S]
+    inside = (starts >= 0) & (starts + STEP_CLIPS * (num_steps - 1) < tf.cast(num_clips, tf.int32))
+    # Uniform over the inside candidates: they score in [1, 2), the others in [0, 1).
+    scores = tf.random.stateless_uniform(tf.shape(starts), seed) + tf.cast(inside, tf.float32)
+    chosen = tf.gather(starts, tf.argmax(scores, axis=1, output_type=tf.int32), batch_dims=1)
+    fallback = anchors - STEP_CLIPS * tf.minimum(anchors // STEP_CLIPS, num_steps - 1)
+    return tf.where(tf.reduce_any(inside, axis=1), chosen, fallback)
+
+
+# ---- Frames ----------------------------------------------------------------------------------
+
+
+def trim_borders(frames, left, right):
+    """Crops letterbox borders as the authors: columns `[round(W * left), round(W * right))`
+    when both fractions are positive, else the frames unchanged.
+
+    Args:
+      frames: `[T, H, W, C]`.
+      left, right: scalar floats, the picture's edges as fractions of the width.
+
+    Returns:
+      `[T, H, W', C]`.
+    """
+    width = tf.cast(tf.shape(frames)[2], tf.float64)
+    left, right = tf.cast(left, tf.float64), tf.cast(right, tf.float64)
+    given = (left > 0) & (right > 0)
+    first = tf.cast(tf.where(given, tf.round(width * left), 0.0), tf.int32)
+    last = tf.cast(tf.where(given, tf.round(width * right), width), tf.int32)
+    return frames[:, :, first:last]
