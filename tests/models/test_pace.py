@@ -202,3 +202,18 @@ def test_eval_clip_is_raw_0_255_and_bgr_on_request(bgr, expected):
     clip = method.eval_clip(tf.constant(frames)).numpy()
     assert clip.shape == method.clip_shape() == (2, 8, 8, 3)
     np.testing.assert_allclose(clip, np.broadcast_to(np.float32(expected), clip.shape))
+
+
+def test_batch_augment_jitters_every_frame_with_its_own_draw_and_keeps_0_255():
+    method = make_method("--clip_length=4", "--resolution=8", "--frame_size=12,16", "--pace_color_jitter=0.8,0,0,0")
+    clips = tf.fill([2, 2, 4, 8, 8, 3], tf.constant(100, tf.uint8))  # [B, K, T, R, R, 3]
+    batch = {"clips": clips, "pace": tf.constant([[0, 1], [2, 3]]), "colour_seed": tf.constant([[1, 2], [3, 4]])}
+    out = method.batch_augment(batch)
+    assert out["clips"].shape == clips.shape and out["clips"].dtype == tf.float32
+    np.testing.assert_array_equal(out["pace"], batch["pace"])
+    brightness = out["clips"].numpy().mean(axis=(3, 4, 5)).reshape(-1) / 100  # One per frame.
+    # Brightness factors uniform in [0.2, 1.8]; a frame is left alone with probability 0.2.
+    assert len(np.unique(np.round(brightness, 4))) > 10 and 0.2 <= brightness.min() and brightness.max() <= 1.8
+    # Without jitter the clips are the decoded 0-255 values, as the authors' loader feeds them.
+    plain = make_method("--clip_length=4", "--resolution=8", "--frame_size=12,16", "--pace_jitter_prob=0")
+    np.testing.assert_allclose(plain.batch_augment(batch)["clips"], 100.0, atol=1e-3)

@@ -343,31 +343,38 @@ class Pace(ClipMethod):
         # Wrapping clips fit any video; otherwise the slowest-moving clip must fit.
         return 1 if c.pace_wrap else sampling.pace_span(c.clip_length, self.paces())
 
-    def augment_clip(self, clip, seed):
-        """One resized uint8 clip `[T, h, w, 3]` -> float32 `[T, R, R, 3]`, 0-255: random crop
-        and flip of the whole clip, then colour jitter drawn for every frame."""
-        c = self.config
-        crop_seed, flip_seed, jitter_seed = sampling.split_seed(seed, 3)
-        clip = augment.random_flip(augment.random_crop(clip, c.resolution, crop_seed), flip_seed)
-        brightness, contrast, saturation, hue = (float(v) for v in c.pace_color_jitter)
-        clip = augment.color_jitter(
-            clip, jitter_seed, brightness, contrast, saturation, hue, prob=c.pace_jitter_prob, per_frame=True
-        )
-        return self.normalize(clip)
+    def crop_and_flip(self, clip, seed):
+        """One resized uint8 clip `[T, h, w, 3]` -> uint8 `[T, R, R, 3]`: random crop and flip
+        of the whole clip."""
+        crop_seed, flip_seed = sampling.split_seed(seed, 2)
+        return augment.random_flip(augment.random_crop(clip, self.config.resolution, crop_seed), flip_seed)
 
     def train_example(self, video, seed):
-        """`{"clips": [K, T, R, R, 3] float32 0-255, "pace": [K] int32}`, K = `clips_per_video()`."""
+        """`{"clips": uint8 [K, T, R, R, 3], "pace": [K] int32, "colour_seed": [2]}`, K =
+        `clips_per_video()`; the per-frame colour jitter comes after batching
+        (`batch_augment`)."""
         c = self.config
         num_clips = self.clips_per_video()
-        sample_seed, augment_seed = sampling.split_seed(seed, 2)
+        sample_seed, crop_seed, colour_seed = sampling.split_seed(seed, 3)
         indices, labels = sample_pace_clips(
             video["num_frames"], c.clip_length, self.paces(), num_clips, sample_seed, c.pace_wrap
         )
         frames = self.resize(pipeline.decode_frames(video["rgb"], tf.reshape(indices, [-1])))
         clips = tf.reshape(frames, [num_clips, c.clip_length, *frames.shape[1:]])
-        clips = augment.map_per_clip(self.augment_clip, clips, augment_seed, output_dtype=tf.float32)
+        clips = augment.map_per_clip(self.crop_and_flip, clips, crop_seed)
         shape = [num_clips, c.clip_length, c.resolution, c.resolution, 3]
-        return {"clips": tf.ensure_shape(clips, shape), "pace": labels}
+        return {"clips": tf.ensure_shape(clips, shape), "pace": labels, "colour_seed": colour_seed}
+
+    def batch_augment(self, batch):
+        """Colour jitter drawn for every frame of every clip (`pace_jitter_prob` of them),
+        then the model's scaling: `{"clips": float32 [B, K, T, R, R, 3], "pace": [B, K]}`."""
+        c = self.config
+        clips = batch["clips"]
+        shape = tf.shape(clips)
+        frames = tf.reshape(clips, tf.concat([shape[:1], [-1], shape[3:]], 0))  # [B, K*T, R, R, 3]
+        jitter = tuple(float(v) for v in c.pace_color_jitter)
+        frames = augment.frame_wise_colour(frames, batch["colour_seed"], jitter=jitter, jitter_prob=c.pace_jitter_prob)
+        return {"clips": tf.reshape(self.normalize(frames), shape), "pace": batch["pace"]}
 
     def build_model(self, norm_options=None):
         c = self.config
