@@ -24,10 +24,14 @@ CASES = [
     (folder, prefix + name) for folder, names in FOLDERS.items() for prefix in ("", "trainbn_") for name in names
 ]
 
-# S3D-G in training mode after maxpool_5a: BatchNorm over 2x2x2 maps of 2 clips amplifies
-# float32 rounding in a few near-constant channels; PyTorch's own float32 result is 2e-3 from
-# its float64 one there (measured in tests/models/test_backbones.py). The logits inherit it.
-ILL_CONDITIONED = {"trainbn_pooled_feature": 5e-3, "trainbn_logits": 5e-3}
+# S3D-G in training mode from mixed_5b on: BatchNorm over 2x2x2 maps of 2 clips amplifies
+# float32 rounding about 20-fold in near-constant channels, and the fixture is a float32
+# result itself: against PyTorch's float64 run it is 1.3e-3 off in pooled_feature and
+# 1.1e-4 in the logits (ours: 5.7e-4, 7.6e-5), while ours in float64 equals PyTorch's float64
+# to 1e-10 (the argument and the measurements: _ILL_CONDITIONED in
+# tests/models/test_backbones.py). Bounds: the two float32 errors added, with a margin. The
+# logits meet the issue's own bound, 1e-4 * max(1, max|b|), not 1e-4 of their scale (0.28).
+ILL_CONDITIONED = {"trainbn_pooled_feature": 3e-3, "trainbn_logits": 4e-4}
 
 
 def _load(path):

@@ -196,14 +196,30 @@ def _fixture_run(fixture_dir, folder):
     return _run(folder, fixture_dir(folder))
 
 
-# S3D-G after maxpool_5a in training mode: BN statistics over 2x2x2 maps of 2 clips (16
-# values a channel) amplify float32 rounding in a few near-constant channels. PyTorch's own
-# float32 result differs from its float64 one by 2.0e-3 (mixed_5b) and 1.0e-3 (mixed_5c)
-# there (torch 2.13, measured when writing this test); ours is as far (2.1e-3, 0.9e-3).
+# The arrays no float32 computation can match to 1e-4: S3D-G in training mode from mixed_5b
+# on. Its BatchNorms normalise over 2 clips x 2x2x2 positions (16 values a channel), and in
+# near-constant channels the batch variance is tiny against the values, so (x - mean) /
+# sqrt(var + eps) multiplies the float32 rounding its input already carries about 20-fold.
+# The fixture is such a float32 result itself. Measured by running the authors' S3D
+# (video-pace @ cc1e561, torch 2.13 on CPU) in float64 on the fixture's weights and input
+# ("exact"), and ours in float32 and, with BatchNorm, gating and pooling in float64, in
+# float64; max |difference| / max |exact|:
+#
+#   array            fixture - exact   ours float32 - exact   ours float64 - exact
+#   maxpool_5a          2.8e-5             4.5e-5                 6e-12
+#   mixed_5b            1.2e-3             8.3e-4                 1e-10
+#   mixed_5c            5.5e-4             2.4e-4                 7e-11
+#   pooled_feature      1.3e-3             5.7e-4                 2e-10
+#
+# In float64 ours equals PyTorch's at every stage, so the layers are the authors'; what is
+# left is float32 rounding, and the fixture carries as much of it as we do: PyTorch's own
+# float32 mixed_5b moves by 7.5e-4 on one thread instead of two, and by 4.6e-4 when the
+# input moves by one ulp. These arrays are held to the two float32 errors added, with a
+# margin; every other array (maxpool_5a included) to 1e-4.
 _ILL_CONDITIONED = {
-    ("pace_s3dg", "trainbn_stage_mixed_5b_clip0"): 5e-3,
-    ("pace_s3dg", "trainbn_stage_mixed_5c_clip0"): 5e-3,
-    ("pace_s3dg", "trainbn_pooled_feature"): 5e-3,
+    ("pace_s3dg", "trainbn_stage_mixed_5b_clip0"): 3e-3,
+    ("pace_s3dg", "trainbn_stage_mixed_5c_clip0"): 1.5e-3,
+    ("pace_s3dg", "trainbn_pooled_feature"): 3e-3,
 }
 
 

@@ -49,10 +49,11 @@ def _prediction_head_table(keras_path):
     ]
 
 
-def dpc_rnn_table(model):
-    """`DPC_RNN` -> `dpc.DensePredictiveCoding` (backbone BatchNorm without running
-    statistics, as the authors' pre-training model)."""
-    return _encoder_table(model.encoder, "encoder/", running_stats=False) + _prediction_head_table(
+def dpc_rnn_table(model, running_stats=False):
+    """`DPC_RNN` -> `dpc.DensePredictiveCoding`. The authors' pre-training backbone keeps
+    no BatchNorm running statistics; their re-uploaded R34 "runningStats" copy does
+    (`running_stats=True`)."""
+    return _encoder_table(model.encoder, "encoder/", running_stats=running_stats) + _prediction_head_table(
         model.predictor.name
     )
 

@@ -278,6 +278,26 @@ class BatchNorm(keras.layers.BatchNormalization):
         y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
+    def _moments(self, x, mask):
+        """Per-channel mean and biased variance of `[B, ..., C]` float32 `x`.
+
+        Summed in two stages, over the spatial axes and then over batch and time: one
+        float32 sum over all B*T*H*W values leaves ~1e-6 of error in the variance at 16k
+        values a channel (CPU), ten times PyTorch's (whose CPU kernels accumulate in
+        double); the staged sums are as accurate as PyTorch's. Synchronised statistics are
+        Keras' cross-replica ones.
+        """
+        if self.synchronized:
+            return super()._moments(x, mask)
+        axes = list(self._reduction_axes)
+        inner, outer = axes[2:], axes[:2]  # [B, T, H, W, C]: H and W, then B and T
+
+        def mean(values):
+            return tf.reduce_mean(tf.reduce_mean(values, axis=inner) if inner else values, axis=outer)
+
+        average = mean(x)
+        return average, mean(tf.math.squared_difference(x, tf.stop_gradient(average)))
+
     def get_config(self):
         config = super().get_config()
         config["always_batch_stats"] = self.always_batch_stats
