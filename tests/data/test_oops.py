@@ -244,28 +244,28 @@ def test_window_clips_are_one_second_apart_and_masked_past_the_end():
 
 
 def test_window_starts_on_hand_made_cases():
-    starts = [oops.window_starts([0, 16, 8], 17, 4, tf.constant([0, s])).numpy().tolist() for s in range(40)]
+    starts = np.array([oops.window_starts([0, 16, 8, 3], 4, tf.constant([0, s])).numpy() for s in range(200)])
 
-    assert {s[0] for s in starts} == {0}  # Only step 0 keeps the window inside.
-    assert {s[1] for s in starts} == {4}  # Only the last step does.
-    assert {s[2] for s in starts} == {0, 4}  # Steps 2 and 1; step 0 would run past the end.
-    # A video shorter than a window: it starts at the earliest clip 4k before the anchor.
-    assert oops.window_starts([3, 4, 9], 10, 4, tf.constant([0, 0])).numpy().tolist() == [3, 0, 1]
+    assert set(starts[:, 0]) == {0}  # Only step 0 starts in the video.
+    assert set(starts[:, 1]) == {16, 12, 8, 4}  # Any of the 4 steps.
+    assert set(starts[:, 2]) == {8, 4, 0}
+    assert set(starts[:, 3]) == {3}
+    assert np.bincount(starts[:, 1] // 4)[1:].min() > 30  # Uniform over the steps.
 
 
-def test_training_windows_hold_their_anchor_and_stay_inside_when_they_can():
+def test_training_windows_hold_their_drawn_clip_and_start_in_the_video():
     rng = np.random.default_rng(4)
-    for trial in range(300):
-        num_clips, num_steps = int(rng.integers(1, 40)), int(rng.integers(1, 6))
-        anchors = rng.integers(0, num_clips, size=5)
+    for trial in range(200):
+        labels = np.sort(rng.integers(0, 3, size=rng.integers(1, 40)))
+        num_steps = int(rng.integers(1, 6))
 
-        starts = oops.window_starts(anchors, num_clips, num_steps, tf.constant([trial, 0]))
-        windows = oops.window_clips(starts, num_clips, num_steps).numpy()
+        clips, window_labels = oops.training_windows(labels, num_steps, tf.constant([trial, 0]))
 
-        for anchor, window in zip(anchors, windows):
-            assert anchor in window
-            if num_clips >= oops.STEP_CLIPS * (num_steps - 1) + 1 + oops.STEP_CLIPS - 1:
-                assert window.min() >= 0
+        clips, window_labels = clips.numpy(), window_labels.numpy()
+        assert clips.shape == (min(oops.CLIPS_PER_VIDEO, len(oops.oversample(labels, [0, 0]))), num_steps)
+        assert np.all(clips[:, 0] >= 0) and np.all(np.diff(clips, axis=1)[clips[:, 1:] >= 0] == oops.STEP_CLIPS)
+        np.testing.assert_array_equal(window_labels, np.where(clips >= 0, labels[np.maximum(clips, 0)], -1))
+        assert np.all((clips < len(labels)) & ((clips >= 0) | (window_labels == -1)))
 
 
 # ---- Frames and tf.data ---------------------------------------------------------------------------

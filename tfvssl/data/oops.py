@@ -27,8 +27,9 @@ in random order, cycling) until it has `round(count_m * ratio_i)` clips, ratios
 video drawn without replacement from that enlarged list (`training_clips`). Test: every clip.
 
 Sequence models (MemDPC appendix B) read windows of `num_steps` consecutive, non-overlapping
-clips, 4 grid clips (1 s) apart: `window_clips`, and in training `window_starts` places each
-drawn clip at a random step of its window.
+clips, 4 grid clips (1 s) apart (`window_clips`); in training each drawn clip sits at a random
+step of its window (`window_starts`, `training_windows`), in test a window starts at every
+clip.
 
 `trim_borders` crops letterbox borders (`borders.json`, not distributed with the dataset).
 Everything but the annotation helpers is pure TF, usable eagerly and inside `tf.data`.
@@ -231,16 +232,16 @@ def window_clips(starts, num_clips, num_steps):
     return tf.where(clips < tf.cast(num_clips, tf.int32), clips, -1)
 
 
-def window_starts(anchors, num_clips, num_steps, seed):
+def window_starts(anchors, num_steps, seed):
     """Training windows around drawn clips: each anchor at a random step of its window.
 
-    A window starting at `anchor - 4 p` holds the anchor at step p. The step is uniform over
-    those whose window lies inside the video; when none does (a video shorter than a window),
-    the window starts at the earliest clip 4k before the anchor and runs past the end.
+    A window starting at `anchor - 4 p` holds the anchor at step p; p is uniform over the
+    steps whose window starts in the video (`p <= anchor // 4`). A window may run past the
+    video's end, as the test windows, which start at every clip, do: the steps past the end
+    carry no label, and a causal classifier's earlier steps do not see them.
 
     Args:
       anchors: int `[n]` clip indices (`training_clips`).
-      num_clips: K.
       num_steps: S.
       seed: `[2]` int tensor.
 
@@ -248,13 +249,30 @@ def window_starts(anchors, num_clips, num_steps, seed):
       int32 `[n]` window starts (`window_clips` gives their clips).
     """
     anchors = tf.cast(anchors, tf.int32)
-    starts = anchors[:, None] - STEP_CLIPS * tf.range(num_steps)[None, :]  # [n, S]
-    inside = (starts >= 0) & (starts + STEP_CLIPS * (num_steps - 1) < tf.cast(num_clips, tf.int32))
-    # Uniform over the inside candidates: they score in [1, 2), the others in [0, 1).
-    scores = tf.random.stateless_uniform(tf.shape(starts), seed) + tf.cast(inside, tf.float32)
-    chosen = tf.gather(starts, tf.argmax(scores, axis=1, output_type=tf.int32), batch_dims=1)
-    fallback = anchors - STEP_CLIPS * tf.minimum(anchors // STEP_CLIPS, num_steps - 1)
-    return tf.where(tf.reduce_any(inside, axis=1), chosen, fallback)
+    choices = tf.cast(tf.minimum(anchors // STEP_CLIPS, num_steps - 1) + 1, tf.float32)
+    steps = tf.cast(tf.random.stateless_uniform(tf.shape(anchors), seed) * choices, tf.int32)
+    return anchors - STEP_CLIPS * steps
+
+
+def training_windows(labels, num_steps, seed, clips_per_video=CLIPS_PER_VIDEO):
+    """One epoch's training windows of one video (`training_clips` placed by `window_starts`).
+
+    Args:
+      labels: int `[K]` clip labels.
+      num_steps: S, clips per window (1: the drawn clips themselves).
+      seed: `[2]` int tensor.
+      clips_per_video: clips drawn.
+
+    Returns:
+      `(clips, labels)`, int32 `[n, S]` each: the windows' clip indices and their labels,
+      -1 for steps past the video's end.
+    """
+    draw_seed, place_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    labels = tf.cast(labels, tf.int32)
+    num_clips = tf.size(labels)
+    anchors = training_clips(labels, draw_seed, clips_per_video)
+    clips = window_clips(window_starts(anchors, num_steps, place_seed), num_clips, num_steps)
+    return clips, tf.where(clips >= 0, tf.gather(labels, tf.maximum(clips, 0)), -1)
 
 
 # ---- Frames ----------------------------------------------------------------------------------

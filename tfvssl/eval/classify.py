@@ -165,7 +165,8 @@ class MetricsLogger(keras.callbacks.Callback):
 
 
 def train(classifier, dataset, config, steps_per_epoch, output_dir):
-    """Trains `classifier` with `fit` on `(inputs, labels)` batches; returns the History.
+    """Trains `classifier` with `fit` on `(inputs, labels)` or `(inputs, labels, weights)`
+    batches; returns the History.
 
     Cross-entropy on the logits; `config.optimizer` (adam/sgd: coupled L2 by the
     classifier; adamw: decoupled), the step schedule of `learning_rate_schedule`.
@@ -178,7 +179,8 @@ def train(classifier, dataset, config, steps_per_epoch, output_dir):
     classifier.compile(
         optimizer=optim.make_optimizer(settings),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # Weighted: examples with weight 0 (the Oops windows' steps past a video's end) do not count.
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return classifier.fit(
         dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,  # Shuffled by tf.data.

@@ -136,11 +136,27 @@ def train_clip(method, video, seed):
     Returns:
       float32 `method.clip_shape()`.
     """
-    length, height, width, _ = method.clip_shape()
     window_seed, crop_seed, flip_seed = sampling.split_seed(seed, 3)
     modality = method.modalities[0]
+    length = method.clip_shape()[0]
     indices = sampling.sample_clip(video["num_frames"], length, window_seed, method.clip_frame_stride())
     frames = pipeline.decode_frames(video[modality], indices, modality)
+    return augmented_clip(method, frames, crop_seed, flip_seed)
+
+
+def augmented_clip(method, frames, crop_seed, flip_seed):
+    """The training augmentation of decoded frames: a clip-consistent random resized crop to
+    the encoder's size and flip, then the method's normalisation.
+
+    Args:
+      method: the `Method`.
+      frames: uint8 `[T, H, W, C]`, any T and size.
+      crop_seed, flip_seed: `[2]` int tensors.
+
+    Returns:
+      float32 `[T, *method.clip_shape()[1:]]`.
+    """
+    _, height, width, _ = method.clip_shape()
     clip = augment.random_resized_crop(frames, (height, width), crop_seed)
     return method.normalize(augment.random_flip(clip, flip_seed))
 

@@ -7,6 +7,8 @@
   appendix C, figure 7).
 - Retrieval grids: each query video and its three nearest training videos as frame strips.
 - Confusion matrices of the classification results.
+- Oops timelines: a video's clip probabilities (intentional, transitional, unintentional)
+  against time and its annotated failure time.
 
 `plot_directory(directory)` draws every picture the files under `directory` allow into
 `<directory>/plots/`.
@@ -151,6 +153,36 @@ def confusion_matrix(matrix, class_names, path, title=""):
                 colour = "white" if rates[true, predicted] > 0.5 else "black"
                 axis.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=colour)
     _save(figure, path, title or "confusion matrix (video level)")
+
+
+def oops_timelines(videos, class_names, path, title=""):
+    """One panel per video: its clips' class probabilities against time, the clips' true
+    labels as a strip of coloured squares below, the annotated failure time dashed.
+
+    Args:
+      videos: dicts with `filename`, `t_fail` (seconds), `clip_start`, `clip_end` (`[K]`
+        seconds), `labels` (`[K]`) and `probabilities` (`[K, 3]`), as `tfvssl.oops` writes
+        them.
+      class_names: the three class names.
+      path: the PNG to write.
+      title: figure title.
+    """
+    colours = ("tab:green", "tab:orange", "tab:red")
+    figure, axes = plt.subplots(len(videos), 1, figsize=(8, 2.3 * len(videos)), squeeze=False)
+    for axis, video in zip(axes[:, 0], videos):
+        centres = (np.asarray(video["clip_start"]) + np.asarray(video["clip_end"])) / 2
+        probabilities = np.asarray(video["probabilities"])
+        for index, name in enumerate(class_names):
+            axis.plot(centres, probabilities[:, index], color=colours[index], label=name)
+        axis.scatter(centres, np.full(len(centres), -0.1), c=[colours[label] for label in video["labels"]],
+                     marker="s", s=10, label="true label")
+        axis.axvline(video["t_fail"], color="black", linestyle="--", label="failure time")
+        axis.set_ylim(-0.18, 1.35)  # Room for the legend above the curves.
+        axis.set_ylabel("probability")
+        axis.set_title(video["filename"], fontsize=8)
+    axes[-1, 0].set_xlabel("clip centre (s)")
+    axes[0, 0].legend(fontsize=7, ncol=5, loc="upper left")
+    _save(figure, path, title or "class probabilities over time")
 
 
 def _save(figure, path, title):

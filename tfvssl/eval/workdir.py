@@ -7,6 +7,7 @@ pretraining did: DPC pretrains with batch statistics in inference too (its
 """
 
 import copy
+import logging as std_logging
 import os
 
 import keras
@@ -34,9 +35,13 @@ def load_method(workdir):
     if not os.path.isfile(path):
         raise ValueError(f"--workdir={workdir}: no {FLAGS_FILE} (not a tfvssl.pretrain workdir)")
     methods.import_all()  # Every method flag the file may name must exist.
+    root_level = std_logging.getLogger().level
     run_flags = copy.deepcopy(flags.FLAGS)
     run_flags.unparse_flags()
     run_flags(["flags.txt", f"--flagfile={path}"])
+    # Parsing the copy applies its default --verbosity (WARNING) to the process's root
+    # logger, which would silence every later logging.info: restore it.
+    std_logging.getLogger().setLevel(root_level)
     method_cls = methods.get_method(run_flags.method)
     method = method_cls(train_flags.resolve_config(run_flags, method_cls))
     method.validate()

@@ -1,0 +1,240 @@
+"""`python -m tfvssl.oops` end to end on a tiny MemDPC pretrained on the embedded oops data, and
+the pieces of `tfvssl/eval/oops.py`: the predictive classifier, the window averaging, the
+video filter."""
+
+import json
+import logging as std_logging
+import os
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+from absl.testing import flagsaver
+from conftest import TINY_FLAGS
+from eval_fixtures import REPO, cli
+
+from tfvssl import pretrain
+from tfvssl.data import oops as oops_labels
+from tfvssl.data import synthetic
+from tfvssl.eval import oops, workdir
+from tfvssl.train import trainer
+
+FLAGS = flags.FLAGS
+
+# 3.2 s at 25 fps: 9 clips per video; windows of 2 clips.
+TINY_OOPS = synthetic.SyntheticConfig(
+    num_classes=2, train_videos_per_class=3, test_videos_per_class=2, num_frames=80, resolution=32,
+    oops=True, shard_size=4,
+)
+COMMON = [f"--flagfile={REPO}/configs/oops.flags", "--num_steps=2", "--batch_size=4", "--lr_decay_epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def oops_run(tmp_path_factory):
+    """`(workdir, export_dir, data)`: MemDPC pretrained for two steps on tiny oops data
+    (32 px, 4 blocks of 2 frames) and exported."""
+    root = tmp_path_factory.mktemp("oops")
+    data, run = str(root / "data"), str(root / "memdpc")
+    synthetic.generate(data, TINY_OOPS)
+    with flagsaver.flagsaver():
+        FLAGS([
+            "pretrain", f"--flagfile={REPO}/configs/memdpc.flags", f"--data={data}", f"--workdir={run}",
+            *TINY_FLAGS["memdpc"], "--train_steps=2", "--checkpoint_every=1", "--val_split=none",
+        ])
+        method, config = pretrain.effective_config()
+        pretrain.write_flags(config, os.path.join(run, "flags.txt"))
+        trainer.train(method, config, run)
+    assert cli("export", [f"--workdir={run}"]) == 0
+    return run, os.path.join(run, "export", "memdpc", "1"), data
+
+
+def read_results(output_dir):
+    with open(os.path.join(output_dir, oops.RESULTS_FILE)) as f:
+        return json.load(f)
+
+
+def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_path):
+    run, _, _ = oops_run
+
+    status = cli("oops", [*COMMON, f"--encoder={run}", f"--output_dir={tmp_path}", "--train_features=cached",
+                          "--epochs=2"])
+
+    assert status == 0
+    results = read_results(tmp_path)
+    assert (results["classifier"], results["mode"], results["num_steps"]) == ("predictive", "frozen", 2)
+    assert results["loaded"].endswith("ckpt-2")
+    assert results["num_videos"] == 4 and results["num_clips"] == 4 * 9
+    level = results["clip_level"]
+    assert 0 <= level["accuracy"] <= 1 and set(level["per_class_accuracy"]) == set(oops_labels.CLASS_NAMES)
+    matrix = np.array(level["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == 36
+    assert level["accuracy"] == pytest.approx(np.trace(matrix) / 36)
+    for index, video in enumerate(results["videos"]):  # Every test video, in record order.
+        assert video["t_fail"] == pytest.approx(synthetic.video_failure(TINY_OOPS, "test", index).time, abs=1e-5)
+        assert len(video["labels"]) == len(video["probabilities"]) == 9
+        np.testing.assert_allclose(np.sum(video["probabilities"], axis=1), 1.0, atol=1e-4)
+    for picture in ("confusion_matrix.png", "timeline.png"):
+        assert os.path.getsize(tmp_path / "plots" / picture) > 10_000
+    with open(tmp_path / "metrics.jsonl") as f:
+        assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+
+
+def test_fine_tuning_a_random_initialisation_on_augmented_windows(oops_run, tmp_path):
+    run, _, _ = oops_run
+
+    status = cli("oops", [*COMMON, f"--encoder={run}", f"--output_dir={tmp_path}", "--finetune", "--random_init",
+                          "--epochs=1", "--clips_per_video=2"])
+
+    assert status == 0
+    results = read_results(tmp_path)
+    assert (results["mode"], results["loaded"], results["train_features"]) == (
+        "finetune", "random initialisation", "augmented"
+    )
+
+
+def test_embedding_classifier_on_an_export(oops_run, tmp_path):
+    _, export_dir, _ = oops_run
+
+    status = cli("oops", [*COMMON, "--classifier=embedding", f"--encoder={export_dir}", f"--output_dir={tmp_path}",
+                          "--epochs=1", "--clips_per_video=2"])
+
+    assert status == 0
+    results = read_results(tmp_path)
+    assert (results["classifier"], results["num_steps"], results["num_clips"]) == ("embedding", 1, 36)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoder={dpc}"], "--classifier=predictive: {dpc} pretrained dpc, not memdpc"),
+    (["--encoder={run}", "--finetune", "--train_features=cached"], "--train_features=cached"),
+    (["--encoder={run}", "--oops_annotations=/no/such.json"], "--oops_annotations=/no/such.json: no such file"),
+    (["--encoder={run}", "--data={plain}"], "--data={plain}: no video of the 'train' split has a failure time"),
+])
+def test_bad_flags_fail_with_a_message_naming_them(oops_run, tiny_dataset, tmp_path, capsys, args, message):
+    dpc = tmp_path / "dpc"
+    dpc.mkdir()
+    (dpc / "flags.txt").write_text("--method=dpc\n--per_replica_batch_size=4\n")
+    names = dict(run=oops_run[0], dpc=dpc, plain=tiny_dataset)
+
+    status = cli("oops", [*COMMON, f"--output_dir={tmp_path / 'out'}", "--epochs=1", *(a.format(**names) for a in args)])
+
+    assert status == 2
+    assert message.format(**names) in capsys.readouterr().err
+    assert not (tmp_path / "out" / oops.RESULTS_FILE).exists()
+
+
+def test_the_predictive_classifier_finds_the_workdir_of_an_export(oops_run):
+    run, export_dir, _ = oops_run
+    config = types.SimpleNamespace(
+        encoder=export_dir, classifier="predictive", finetune=False, train_features="augmented",
+        oops_annotations=None, oops_borders=None,
+    )
+
+    method, source = oops.load_method(config)
+
+    assert (method.name, source) == ("memdpc", run)
+
+
+# ---- Pieces ------------------------------------------------------------------------------------------
+
+
+def predictive_classifier(run, frozen):
+    config = types.SimpleNamespace(
+        classifier="predictive", finetune=not frozen, random_init=True, head="linear", head_dropout=0.5,
+        head_hidden=8, optimizer="adam", weight_decay=0.0, encoder=run,
+    )
+    method = workdir.load_method(run)
+    return oops.build_classifier(config, method, run)[0]
+
+
+def test_the_prediction_of_a_step_depends_only_on_the_steps_before(oops_run):
+    classifier = predictive_classifier(oops_run[0], frozen=True)
+    features = tf.random.normal([2, 3, 1, 1, 256], seed=0)
+    changed = tf.concat([features[:, :2], features[:, 2:] + 1.0], axis=1)  # Step 3 differs.
+
+    steps, steps_changed = classifier.step_features(features), classifier.step_features(changed)
+
+    true, predicted = steps[..., :256], steps[..., 256:]
+    np.testing.assert_allclose(steps[:, :2], steps_changed[:, :2])  # Earlier steps: the same.
+    np.testing.assert_allclose(predicted[:, 2], steps_changed[:, 2, 256:])  # z^_3 sees steps 1-2 only,
+    assert np.abs(true[:, 2] - steps_changed[:, 2, :256]).min() > 0.99  # z_3 is step 3's feature.
+    np.testing.assert_allclose(true, tf.reduce_mean(features, axis=[2, 3]), atol=1e-6)
+    model = classifier.encoder
+    from_zero = model.read_memory(tf.zeros([1, 1, 1, 256]))[:, 0, 0]  # z^_1: from the zero state.
+    np.testing.assert_allclose(predicted[:, 0], tf.repeat(from_zero, 2, axis=0), atol=1e-6)
+
+
+def test_frozen_trains_the_head_only_and_fine_tuning_the_forward_model(oops_run):
+    frozen = predictive_classifier(oops_run[0], frozen=True)
+    tuned = predictive_classifier(oops_run[0], frozen=False)
+    for classifier in (frozen, tuned):
+        classifier(tf.zeros([1, 2, 2, 32, 32, 3]), training=True)
+
+    assert [id(v) for v in frozen.trainable_variables] == [id(v) for v in frozen.head.trainable_variables]
+    tuned_names = " ".join(v.path for v in tuned.trainable_variables)
+    assert "agg_f" in tuned_names and "memory_bank" in tuned_names and "network_pred" in tuned_names
+    assert "agg_b" not in tuned_names  # Single-directional: the backward GRU is unused.
+
+
+def test_each_clip_averages_the_window_steps_that_hold_it():
+    # A classifier sure of class `step % 3` at every step: a clip's probabilities then count the
+    # steps it is seen at.
+    def classifier(windows, training=False):
+        steps = tf.range(tf.shape(windows)[1]) % 3
+        return 50.0 * tf.one_hot(tf.broadcast_to(steps, tf.shape(windows)[:2]), 3)
+
+    (probabilities,) = oops.clip_probabilities(classifier, [np.zeros([9, 1], np.float32)], num_steps=3)
+
+    expected = np.zeros([9, 3])
+    for clip in range(9):
+        seen = [step for step in range(3) if 0 <= clip - 4 * step]  # Window `clip - 4 step` holds it at `step`.
+        expected[clip, seen] = 1 / len(seen)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+
+
+def test_videos_are_filtered_by_the_records_or_exactly_by_the_annotations(oops_run):
+    _, _, data = oops_run
+
+    by_records = oops.read_videos(data, "train")
+    names = [oops.annotation_key(name) for name in by_records.names]
+    annotations = {name: {"t": [1.0, 2.0, 1.5], "rel_t": [0.3, 0.6, 0.45], "len": 3.3} for name in names}
+    annotations[names[0]]["len"] = 3.1  # Too short for the authors.
+    del annotations[names[1]]  # Not annotated.
+    by_annotations = oops.read_videos(data, "train", annotations)
+
+    assert len(by_records.names) == 6 and by_records.positions.tolist() == list(range(6))
+    assert by_annotations.names == by_records.names[2:]
+    assert [len(labels) for labels in by_records.labels] == [9] * 6
+    assert by_records.t_fail[0] == pytest.approx(synthetic.video_failure(TINY_OOPS, "train", 0).time, abs=1e-5)
+
+
+def test_reading_a_workdir_keeps_the_logging_level(oops_run):
+    root = std_logging.getLogger()
+    level = root.level
+    root.setLevel(std_logging.INFO)
+    try:
+        workdir.load_method(oops_run[0])  # Parses flags.txt into a copy of the flags.
+
+        assert root.level == std_logging.INFO  # The summary lines still show.
+    finally:
+        root.setLevel(level)
+
+
+def test_borders_lookup(tmp_path):
+    path = tmp_path / "borders.json"
+    path.write_text(json.dumps({"clip_a": [0.1, 0.9]}))
+
+    lookup = oops.borders_lookup(str(path))
+
+    assert [float(v) for v in lookup(tf.constant("val/clip_a.mp4"))] == pytest.approx([0.1, 0.9])
+    assert [float(v) for v in lookup(tf.constant("val/clip_b.mp4"))] == [0.0, 0.0]
+    assert oops.borders_lookup(None)("anything") == (0.0, 0.0)
+
+
+def test_pretraining_on_too_short_oops_videos_fails_naming_the_flag():
+    with flagsaver.flagsaver():
+        FLAGS(["pretrain", "--method=memdpc", "--synthetic_oops", "--synthetic_num_frames=64"])
+        with pytest.raises(ValueError, match=r"--synthetic_num_frames=64: the oops mode needs videos of 3.2-30.0 s"):
+            pretrain.effective_config()
+
