@@ -169,7 +169,7 @@ def oversampled_counts(counts):
     mode = tf.reduce_min(tf.where(tf.equal(counts, tf.reduce_max(counts)))[:, 0])
     c = tf.cast(counts, tf.float64)
     c_mode = tf.gather(c, mode)
-    safe = tf.maximum(c, 1.0)
+    safe = tf.maximum(c, 1.0)  # Absent labels gain nothing; no division by zero for them.
     added = tf.round(c * (c_mode * tf.constant(OVERSAMPLING_RATIOS, tf.float64) / safe - 1.0))
     grows = (tf.range(3, dtype=tf.int64) != mode) & (counts > 0)
     return counts + tf.where(grows, tf.maximum(tf.cast(added, tf.int32), 0), 0)

@@ -8,6 +8,9 @@
 - `protocol`: test-time aggregation (softmax or logit averaging) and the metrics.
 - `classify`: linear/MLP probes and fine-tuning, one Keras `fit` loop for both.
 - `retrieval`: nearest-neighbour video retrieval, R@k.
-- `plots`: training curves, t-SNE, similarity histograms, retrieval grids, confusion matrices.
+- `plots`: training curves, t-SNE, similarity histograms, retrieval grids, confusion matrices,
+  Oops timelines.
+- `oops`: unintentional action classification (MemDPC's predictive classifier, a classifier
+  on any exported embedding) with the Oops protocol.
 - `flags`: the command-line flags the evaluation entry points share.
 """
