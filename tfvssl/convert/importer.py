@@ -83,6 +83,7 @@ _AUTHORS_SIZES = {
     "s3dg": {"clip_length": 64, "resolution": 224, "frame_size": ["256", "256"]},
 }
 
+
 def detect_backbone(kind, state_dict):
     """The registry name of the backbone in an authors' state dict of `kind`.
 
