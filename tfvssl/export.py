@@ -13,10 +13,10 @@ evaluations.
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
+from tfvssl import cli
 from tfvssl.train import flags as train_flags  # noqa: F401  (defines --workdir)
 
 flags.DEFINE_integer("version", None, "Version directory to write (default: the next one).", lower_bound=1)
@@ -42,9 +42,7 @@ def main(argv):
             raise ValueError(f"--version={version}: {export_dir} exists")
         encoder, checkpoint = workdir.restore_encoder(method, None if FLAGS.untrained else FLAGS.workdir)
     except ValueError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     exporting.export_encoder(
         method, encoder, export_dir, extra_info={"checkpoint": checkpoint, "workdir": os.path.abspath(FLAGS.workdir)}
     )

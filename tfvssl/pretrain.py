@@ -8,11 +8,10 @@ written to `<workdir>/flags.txt`, which is itself a valid flagfile.
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
-from tfvssl import methods
+from tfvssl import cli, methods
 from tfvssl.data import records
 from tfvssl.train import flags as train_flags
 
@@ -104,9 +103,7 @@ def main(argv):
     try:
         method, config = effective_config()
     except ValueError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     # Heavy imports and the first TensorFlow ops only once the flags are known good; the
     # strategy comes first (multi-worker collectives must be configured before any op).
     from tfvssl.train import strategy as strategies
@@ -119,9 +116,7 @@ def main(argv):
     try:
         trainer.train(method, config, config.workdir, strategy=strategy)
     except trainer.NonFiniteLossError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 3
+        return cli.failed(error, 3)
     return 0
 
 

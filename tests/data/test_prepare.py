@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
 from conftest import TINY_FLAGS
+from test_sources import write_audio_only
 
 from tfvssl import methods, prepare, pretrain
 from tfvssl.data import conversion, manifests, modalities, pipeline, records, sources, synthetic
@@ -39,16 +39,6 @@ def write(path, text_or_bytes):
 def save_video(path, frames, fps, **kwargs):
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
     sources.write_video(path, frames, fps, **kwargs)
-
-
-def write_audio_only(path):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mp2", rate=16000, layout="mono")
-        for index in range(4):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 16000, index * 1152
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
 
 
 def read_records(root, split, modality=("rgb",)):

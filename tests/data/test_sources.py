@@ -24,7 +24,7 @@ def _frame_levels(frames):
     return np.round(frames[:, height // 2 :, width // 2 :].mean(axis=(1, 2, 3)) / 8).astype(int)
 
 
-def _write_audio_only(path):
+def write_audio_only(path):
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mp2", rate=16000, layout="mono")
         for index in range(4):
@@ -193,7 +193,7 @@ def test_missing_empty_garbage_and_audio_only_files(tmp_path):
     garbage = tmp_path / "garbage.avi"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
     audio = tmp_path / "audio.mp4"
-    _write_audio_only(audio)
+    write_audio_only(audio)
 
     assert _reason(tmp_path / "missing.mp4") == "not found"
     assert _reason(empty) == "empty file"

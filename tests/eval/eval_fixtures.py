@@ -12,7 +12,7 @@ import os
 import pytest
 from absl import flags
 from absl.testing import flagsaver
-from conftest import TINY_DPC_FLAGS
+from conftest import TINY_FLAGS
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 FLAGS = flags.FLAGS
@@ -42,15 +42,16 @@ def trained_run(tiny_dataset, tmp_path_factory):
     return workdir, export_dir
 
 
-def build_run(data, workdir):
-    """Pretrains (`tfvssl.pretrain`'s code path) and exports (its CLI) into `workdir`."""
+def build_run(data, workdir, method="dpc", train_steps=1):
+    """Pretrains `method` with its flagfile at the tiny sizes of `TINY_FLAGS`
+    (`tfvssl.pretrain`'s code path) and exports it (its CLI) into `workdir`."""
     from tfvssl import pretrain
     from tfvssl.train import trainer
 
     with flagsaver.flagsaver():
         FLAGS([
-            "pretrain", f"--flagfile={REPO}/configs/dpc.flags", f"--data={data}", f"--workdir={workdir}",
-            *TINY_DPC_FLAGS, "--train_steps=1", "--checkpoint_every=1", "--val_split=none",
+            "pretrain", f"--flagfile={REPO}/configs/{method}.flags", f"--data={data}", f"--workdir={workdir}",
+            *TINY_FLAGS[method], f"--train_steps={train_steps}", "--checkpoint_every=1", "--val_split=none",
         ])
         method, config = pretrain.effective_config()
         pretrain.write_flags(config, os.path.join(workdir, "flags.txt"))

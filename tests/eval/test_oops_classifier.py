@@ -12,14 +12,12 @@ import pytest
 import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
-from conftest import TINY_FLAGS
-from eval_fixtures import REPO, cli
+from eval_fixtures import REPO, build_run, cli
 
 from tfvssl import pretrain
 from tfvssl.data import oops as oops_labels
 from tfvssl.data import synthetic
 from tfvssl.eval import oops, workdir
-from tfvssl.train import trainer
 
 FLAGS = flags.FLAGS
 
@@ -38,15 +36,7 @@ def oops_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("oops")
     data, run = str(root / "data"), str(root / "memdpc")
     synthetic.generate(data, TINY_OOPS)
-    with flagsaver.flagsaver():
-        FLAGS([
-            "pretrain", f"--flagfile={REPO}/configs/memdpc.flags", f"--data={data}", f"--workdir={run}",
-            *TINY_FLAGS["memdpc"], "--train_steps=2", "--checkpoint_every=1", "--val_split=none",
-        ])
-        method, config = pretrain.effective_config()
-        pretrain.write_flags(config, os.path.join(run, "flags.txt"))
-        trainer.train(method, config, run)
-    assert cli("export", [f"--workdir={run}"]) == 0
+    build_run(data, run, method="memdpc", train_steps=2)
     return run, os.path.join(run, "export", "memdpc", "1"), data
 
 

@@ -22,11 +22,10 @@ not fit, ends the command with a one-line `error: ...` naming it and exit status
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
-from tfvssl import pretrain  # Defines every pretraining flag (all methods').
+from tfvssl import cli, pretrain  # Defines every pretraining flag (all methods').
 from tfvssl.convert import importer
 from tfvssl.convert.torch_checkpoint import load_state_dict
 
@@ -89,9 +88,7 @@ def main(argv):
     try:
         workdir = convert()
     except ValueError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     print(workdir)
     return 0
 

@@ -8,10 +8,10 @@ The entry points also use the pretraining flags of the same meaning (`tfvssl.tra
 value), as in pretraining.
 """
 
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from tfvssl import cli
 from tfvssl.eval import data
 from tfvssl.train import flags as train_flags
 
@@ -135,8 +135,6 @@ def run_entry_point(argv, recipe_holder, run):
         config = resolve(FLAGS, recipe_holder)
         path = run(config)
     except ValueError as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.failed(error)
     print(path)
     return 0
