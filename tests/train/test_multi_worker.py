@@ -45,7 +45,7 @@ def test_two_workers_agree_only_the_chief_writes_and_a_preempted_job_resumes(tin
             "--val_split=none"]
 
     # Preempt worker 1 once the chief has a checkpoint; the job stops (worker 0 fails or is
-    # stopped by the cluster manager, as here after a grace period).
+    # stopped by the cluster manager, as here after a short grace period).
     chief, other = start_workers(args)
     deadline = time.time() + 300
     while time.time() < deadline and not tf.train.latest_checkpoint(str(workdir / "ckpt")):
@@ -53,7 +53,7 @@ def test_two_workers_agree_only_the_chief_writes_and_a_preempted_job_resumes(tin
     other.kill()
     other.communicate()
     try:
-        chief.communicate(timeout=60)
+        chief.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         chief.kill()
         chief.communicate()

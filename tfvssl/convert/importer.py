@@ -5,8 +5,8 @@ A converted workdir is what `tfvssl.pretrain` writes, less the optimiser, so tha
 pretraining run:
 
 * `flags.txt`: the method and its flags, a valid flagfile;
-* `ckpt/ckpt-0`: `tf.train.Checkpoint(model=<the method's PretextModel>)`, the model
-  compiled with the run's optimizer (fresh), as pretraining saves it;
+* `ckpt/ckpt-0`: `tf.train.Checkpoint(model=<the method's PretextModel>)`, its weights
+  (no optimizer state);
 * for the downstream classifiers ("LC", `dpc_lc`, `memdpc_lc`) also `classifier.keras`,
   clips `[B, T, H, W, C]` -> logits `[B, K]`, as `tfvssl.finetune` writes it.
 
@@ -28,7 +28,7 @@ import keras
 from tfvssl.convert import dpc_family, vcop_pace
 from tfvssl.convert.mapping import load_torch_state_dict
 from tfvssl.models import dpc, layers
-from tfvssl.train import checkpoint, optim
+from tfvssl.train import checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,11 +261,7 @@ def convert(kind, state_dict, method, workdir):
     keras.utils.set_random_seed(method.config.seed)  # Weights the authors' model lacks.
     model = method.build_model()
     classifier = load(kind, model, state_dict)
-    # Compiled with the run's (fresh) optimizer, as `trainer.train` saves the model:
-    # `--init_from` reads the model together with the optimizer it tracks.
-    optimizer = optim.make_optimizer(method.config)
-    model.compile(optimizer=optimizer, jit_compile=False)
-    optimizer.build(model.trainable_variables)
+    # The weights alone (no optimizer state): `--init_from` and the evaluations read no more.
     path = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), keep=1, model=model).save(0)
     if classifier is not None:
         from tfvssl.eval import classify  # The fine-tuning's classifier.keras, clips -> logits.

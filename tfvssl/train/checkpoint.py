@@ -71,8 +71,26 @@ class Checkpointer:
         return self.manager.latest_checkpoint
 
 
+class _WithoutOptimizer(tf.__internal__.tracking.AutoTrackable):
+    """`model` as a checkpoint sees it, minus the optimizer a compiled Keras model tracks.
+
+    Restoring through it reads every weight of the model and none of the optimizer's
+    state, so a run may start from a checkpoint written with another optimizer (or
+    another `--grad_accum_steps`), and a weight the checkpoint lacks is still an error.
+    """
+
+    def __init__(self, model):
+        self._model = model
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = self._model._trackable_children(save_type, **kwargs)
+        return {name: child for name, child in children.items() if child is not getattr(self._model, "optimizer", None)}
+
+
 def load_weights(model, path):
     """Initialises `model` from the model part of a tfvssl checkpoint (`--init_from`).
+
+    Only the model's weights are read: its optimizer (if compiled) keeps its fresh state.
 
     `path` is a checkpoint prefix or a directory holding checkpoints (its latest is used):
     a workdir's `ckpt/`, a workdir itself, or the output of `tfvssl.convert`.
@@ -85,7 +103,7 @@ def load_weights(model, path):
                 break
     if not resolved:
         raise ValueError(f"--init_from={path}: no checkpoint found")
-    status = tf.train.Checkpoint(model=model).read(resolved)
+    status = tf.train.Checkpoint(model=_WithoutOptimizer(model)).read(resolved)
     status.expect_partial().assert_existing_objects_matched()
     logging.info("initialised the model from %s", resolved)
     return resolved
