@@ -126,6 +126,18 @@ def test_bilinear_resize_is_within_one_level_of_pil():
         assert np.abs(resized.astype(int) - pil).max() <= 1
 
 
+@pytest.mark.parametrize("out_size, upscaling", [((40, 36), True), ((40, 20), False), ((24, 30), False)])
+def test_bilinear_resize_antialiases_unless_it_upscales_both_sides(out_size, upscaling):
+    clip = tf.random.stateless_uniform([2, 30, 30, 3], [4, 2])
+    antialiased = tf.image.resize(clip, out_size, "bilinear", antialias=True)
+    plain = tf.image.resize(clip, out_size, "bilinear", antialias=False)
+    resized = augment.resize(clip, out_size)
+    assert resized.shape == (2, *out_size, 3)
+    # Upscaling, the two filters agree to rounding: the cheaper plain one is taken.
+    np.testing.assert_allclose(resized, antialiased, atol=1e-4 if upscaling else 0)
+    np.testing.assert_array_equal(resized, plain if upscaling else antialiased)
+
+
 def test_resize_int_is_square_and_float_stays_float():
     out = augment.resize(tf.zeros([2, 30, 40, 3], tf.float32), 16)
     assert out.shape == (2, 16, 16, 3) and out.dtype == tf.float32
@@ -382,10 +394,12 @@ def test_random_channel_split_grey_copies_one_channel_per_frame():
     np.testing.assert_array_equal(unchanged, clip)
 
 
-def test_random_color_drop_keeps_one_channel_and_adds_faint_noise():
+def test_color_drop_keeps_one_channel_per_clip_and_adds_faint_noise():
     frames = np.random.default_rng(5).uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)
+    seeds = tf.stack([seed_of(i) for i in range(90)])
+    batch = augment.color_drop(tf.constant(np.stack([frames] * 90)), seeds).numpy()
     kept_channels = collections.Counter()
-    for out in run_many(augment.random_color_drop, tf.constant(frames), 90):
+    for out in batch:
         kept = [c for c in range(3) if np.array_equal(out[..., c], frames[..., c])]
         assert len(kept) == 1  # the same channel for every frame of the clip
         kept_channels[kept[0]] += 1
@@ -393,8 +407,13 @@ def test_random_color_drop_keeps_one_channel_and_adds_faint_noise():
         assert abs(dropped.mean() - 0.5) < 1e-3
         np.testing.assert_allclose(dropped.std(), frames[..., kept[0]].std() / 100, rtol=0.1)
     assert min(kept_channels[c] for c in range(3)) >= 18
-    unchanged = augment.random_color_drop(tf.constant(frames), seed_of(0), prob=0.0)
-    np.testing.assert_array_equal(unchanged, frames)
+    # Clips draw their channel from their own seed, whatever the batch around them.
+    alone = augment.color_drop(tf.constant(frames[None]), seeds[5:6]).numpy()[0]
+    kept = [c for c in range(3) if np.array_equal(batch[5][..., c], frames[..., c])]
+    np.testing.assert_array_equal(alone[..., kept[0]], frames[..., kept[0]])
+    assert not np.array_equal(batch[0], batch[1])  # Each clip has its own noise.
+    unchanged = augment.color_drop(tf.constant(np.stack([frames] * 2)), seeds[:2], prob=0.0)
+    np.testing.assert_array_equal(unchanged, np.stack([frames] * 2))
 
 
 # ----------------------------------------------------------------------------------------
@@ -474,7 +493,7 @@ OPS = {
         c, s, 0.8, 0.8, 0.8, 0.2, per_frame=False
     ),
     "channel_split_grey": lambda c, s: augment.random_channel_split_grey(c, s, 0.5),
-    "color_drop": lambda c, s: augment.random_color_drop(c, s),
+    "color_drop": lambda c, s: augment.color_drop(c[None], s[None])[0],
     "normalize": lambda c, s: augment.normalize(c, "imagenet", bgr=True),
 }
 
@@ -519,6 +538,21 @@ def test_resize_nearest_and_flip_equals_resize_then_flip(seed):
     seed = tf.constant(seed, tf.int64)
     expected = augment.random_flip(augment.resize(clip, (6, 7), "nearest"), seed)
     np.testing.assert_array_equal(augment.resize_nearest_and_flip(clip, (6, 7), seed), expected)
+
+
+@pytest.mark.parametrize("area_range, fits", [((0.3, 0.9), True), ((1.5, 2.0), False)])
+def test_resized_crop_window_then_resize_crop_is_random_resized_crop(area_range, fits):
+    clip = tf.reshape(tf.range(2 * 18 * 20, dtype=tf.float32), [2, 18, 20, 1])
+    for i in range(5):
+        window, fitted = augment.resized_crop_window(18, 20, seed_of(i), area_range)
+        assert bool(fitted) == fits
+        top, left, height, width = (int(v) for v in window)
+        if not fits:
+            assert (top, left, height, width) == (0, 0, 18, 20)  # The fallback sees the frame.
+        cut = clip[:, top : top + height, left : left + width]
+        np.testing.assert_array_equal(
+            augment.resize_crop(cut, fitted, 8), augment.random_resized_crop(clip, 8, seed_of(i), area_range)
+        )
 
 
 def test_crop_window_is_the_window_random_crop_takes():

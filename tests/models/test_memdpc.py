@@ -177,3 +177,25 @@ def test_recipe_and_clip_shape_follow_the_paper_and_the_modality():
     assert method(modality="flow").clip_shape() == (40, 128, 128, 2)
     frames = tf.fill([2, 4, 4, 2], tf.constant(255, tf.uint8))
     np.testing.assert_allclose(method(modality="flow").normalize(frames), 1.0)
+
+
+def test_random_resized_example_decodes_only_its_window(tiny_dataset):
+    # MemDPC's crop decodes the window it will keep: the example is the one cut from the
+    # whole frames.
+    from types import SimpleNamespace
+
+    from tfvssl.data import augment, pipeline, records, sampling
+    from tfvssl.models import dpc
+
+    record = next(iter(tf.data.TFRecordDataset(records.list_shards(tiny_dataset, "train"))))
+    video = records.parse_sequence_example(record)
+    config = SimpleNamespace(num_blocks=3, block_length=2, frame_stride=2, resolution=16, crop="random_resized")
+    for seed in ([1, 2], [3, 4], [5, 6]):
+        seed = tf.constant(seed, tf.int64)
+        example = dpc.dpc_train_example(config, video, seed)
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        indices = tf.reshape(sampling.sample_blocks(video["num_frames"], 3, 2, 2, seeds[0]), [-1])
+        frames = pipeline.decode_frames(video["rgb"], indices)
+        expected = augment.random_flip(augment.random_resized_crop(frames, 16, seeds[1]), seeds[2])
+        assert example["blocks"].shape == (3, 2, 16, 16, 3)
+        np.testing.assert_array_equal(example["blocks"], tf.reshape(expected, [3, 2, 16, 16, 3]))

@@ -146,24 +146,35 @@ def video(request):
     return records.parse_sequence_example(record)
 
 
+def model_input(tcp_method, video, seed):
+    """`train_example` then `batch_augment` on a batch of one: `[T, R, R, C*F]`."""
+    example = tcp_method.train_example(video, seed)
+    return tcp_method.batch_augment(tf.nest.map_structure(lambda x: x[None], example))["segments"][0].numpy()
+
+
 def test_train_example_stacks_segments_with_a_crop_each(video):
     seed = tf.constant([3, 4], tf.int64)
-    full = method(color_drop_prob=0.0).train_example(video, seed)["segments"].numpy()
-    assert full.shape == (T, 32, 32, 3 * F)
+    example = method().train_example(video, seed)
+    # The input pipeline hands over uint8 frames; the colour work waits for the batch.
+    assert example["segments"].dtype == tf.uint8 and example["segments"].shape == (T, F, 32, 32, 3)
+    full = model_input(method(color_drop_prob=0.0), video, seed)
+    assert full.shape == (T, 32, 32, 3 * F) and full.dtype == np.float32
+    np.testing.assert_allclose(full, np.moveaxis(example["segments"].numpy(), 1, 3).reshape(full.shape) / 255)
     # Without cropping, consecutive segments share a frame: the second of t is the first of t+1.
     np.testing.assert_allclose(full[:-1, ..., 3:], full[1:, ..., :3], atol=1e-6)
-    cropping = method(color_drop_prob=0.0, segment_crop_fraction=0.75)
-    cropped = cropping.train_example(video, seed)["segments"].numpy()
+    cropped = model_input(method(color_drop_prob=0.0, segment_crop_fraction=0.75), video, seed)
     differences = [np.abs(cropped[t, ..., 3:] - cropped[t + 1, ..., :3]).mean() for t in range(T - 1)]
     assert min(differences) > 0.01  # Each segment has its own window.
 
 
 def test_rgb_segments_have_their_colours_dropped(video):
-    segments = method().train_example(video, tf.constant([3, 4], tf.int64))["segments"].numpy()
+    segments = model_input(method(), video, tf.constant([3, 4], tf.int64))
     per_channel_std = segments.reshape(T, -1, F, 3).std(axis=1).mean(axis=1)  # [T, 3]
     # One channel keeps the frame, the two others are near-constant noise.
     assert np.all(np.sum(per_channel_std > 0.03, axis=1) == 1)
     assert np.all(np.sum(per_channel_std < 0.01, axis=1) == 2)
+    # Each segment draws its own channel.
+    assert len({int(np.argmax(std)) for std in per_channel_std}) > 1
 
 
 @pytest.mark.parametrize(

@@ -184,8 +184,24 @@ def resize(clip, size, method="bilinear", antialias=True):
     height, width = _pair(size)
     if method == "nearest":
         return _resize_nearest(clip, height, width)
-    resized = tf.image.resize(clip, [height, width], method, antialias=antialias)
-    return _cast_like(resized, clip.dtype)
+    return _cast_like(_image_resize(clip, tf.stack([height, width]), method, antialias), clip.dtype)
+
+
+def _image_resize(images, size, method, antialias):
+    """`tf.image.resize`, with bilinear antialiasing skipped where it cannot matter.
+
+    Antialiasing widens the filter only when downscaling; upscaling in both directions
+    gives the plain bilinear result (to float rounding, 0.01 of a grey level) three times
+    slower, as when temporal CPC enlarges its 224/256 crops of short frames.
+    """
+    if not (antialias and method == "bilinear"):
+        return tf.image.resize(images, size, method, antialias=antialias)
+    upscaling = tf.reduce_all(size >= tf.shape(images)[-3:-1])
+    return tf.cond(
+        upscaling,
+        lambda: tf.image.resize(images, size, method),
+        lambda: tf.image.resize(images, size, method, antialias=True),
+    )
 
 
 def _nearest_indices(in_size, out_size):
@@ -230,7 +246,7 @@ def resize_short_side(clip, size, method="bilinear", antialias=True):
     height, width = tf.shape(clip)[1], tf.shape(clip)[2]
     new_height = tf.where(height <= width, size, size * height // width)
     new_width = tf.where(height <= width, size * width // height, size)
-    resized = tf.image.resize(clip, tf.stack([new_height, new_width]), method, antialias=antialias)
+    resized = _image_resize(clip, tf.stack([new_height, new_width]), method, antialias)
     return _cast_like(resized, clip.dtype)
 
 
@@ -255,6 +271,9 @@ def random_resized_crop(
     Note: area and aspect are uniform, not log-uniform as in torchvision's
     `RandomResizedCrop`.
 
+    The two halves, `resized_crop_window` and `resize_crop`, let the input pipeline
+    decode only the window.
+
     Args:
       clip: `[T, H, W, C]` uint8 or float.
       output_size: int (square) or (height, width).
@@ -271,32 +290,59 @@ def random_resized_crop(
     Returns:
       `[T, height, width, C]`, the input dtype.
     """
-    output_height, output_width = _pair(output_size)
-    area_seed, aspect_seed, swap_seed, top_seed, left_seed = sampling.split_seed(seed, 5)
-    clip_height, clip_width = tf.shape(clip)[1], tf.shape(clip)[2]
-    area = tf.cast(clip_height * clip_width, tf.float32)
+    window, fits = resized_crop_window(
+        tf.shape(clip)[1], tf.shape(clip)[2], seed, area_range, aspect_range, swap_prob, attempts
+    )
+    return resize_crop(_crop(clip, *window), fits, output_size, method, antialias)
 
+
+def resized_crop_window(
+    frame_height, frame_width, seed, area_range=(0.5, 1.0), aspect_range=(3 / 4, 4 / 3), swap_prob=0.5,
+    attempts=10,
+):
+    """The window `random_resized_crop` takes from frames of this size with this seed.
+
+    Returns:
+      `((top, left, height, width), fits)`: int32 scalars, and a bool scalar that is False
+      when no attempt fits, in which case the window is the whole frame.
+    """
+    area_seed, aspect_seed, swap_seed, top_seed, left_seed = sampling.split_seed(seed, 5)
+    area = tf.cast(frame_height * frame_width, tf.float32)
     target_area = area * tf.random.stateless_uniform([attempts], area_seed, *area_range)
     aspect = tf.random.stateless_uniform([attempts], aspect_seed, *aspect_range)
     widths = tf.cast(tf.round(tf.sqrt(target_area * aspect)), tf.int32)
     heights = tf.cast(tf.round(tf.sqrt(target_area / aspect)), tf.int32)
     swap = tf.random.stateless_uniform([attempts], swap_seed) < swap_prob
     widths, heights = tf.where(swap, heights, widths), tf.where(swap, widths, heights)
-    fits = (widths <= clip_width) & (heights <= clip_height)
+    fits = (widths <= frame_width) & (heights <= frame_height)
     first_fit = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
-    width, height = widths[first_fit], heights[first_fit]
+    fits = tf.reduce_any(fits)
+    height = tf.where(fits, heights[first_fit], frame_height)
+    width = tf.where(fits, widths[first_fit], frame_width)
+    top = sampling.random_index(top_seed, frame_height - height + 1)
+    left = sampling.random_index(left_seed, frame_width - width + 1)
+    return (top, left, height, width), fits
 
-    def crop_and_resize():
-        top = sampling.random_index(top_seed, clip_height - height + 1)
-        left = sampling.random_index(left_seed, clip_width - width + 1)
-        window = _crop(clip, top, left, height, width)
-        return resize(window, (output_height, output_width), method, antialias)
+
+def resize_crop(window, fits, output_size, method="bilinear", antialias=True):
+    """The second half of `random_resized_crop`: the window resized to `output_size`, or,
+    when no attempt fit (`window` is then the whole frame), the fallback.
+
+    Args:
+      window: `[T, h, w, C]`, the frames cut to `resized_crop_window`'s window.
+      fits: its bool.
+      output_size, method, antialias: as `random_resized_crop`.
+
+    Returns:
+      `[T, height, width, C]`, the input dtype.
+    """
+    output_height, output_width = _pair(output_size)
 
     def fallback():
-        scaled = resize_short_side(clip, tf.maximum(output_height, output_width), method, antialias)
+        scaled = resize_short_side(window, tf.maximum(output_height, output_width), method, antialias)
         return center_crop(scaled, (output_height, output_width))
 
-    return tf.cond(tf.reduce_any(fits), crop_and_resize, fallback)
+    return tf.cond(fits, lambda: resize(window, (output_height, output_width), method, antialias), fallback)
 
 
 def random_flip(clip, seed, prob=0.5):
@@ -653,36 +699,45 @@ def frame_wise_colour(clips, seeds, grey_prob=0.0, jitter=(0.0, 0.0, 0.0, 0.0), 
     return tf.reshape(frames, shape)
 
 
-def random_color_drop(clip, seed, prob=1.0, fill=0.5):
+def color_drop(clips, seeds, prob=1.0, fill=0.5):
     """Colour dropping (Doersch et al., 2015), as temporal CPC uses on RGB segments.
 
-    Keeps one uniformly chosen channel and replaces the other two with Gaussian noise
-    whose standard deviation is 1/100 of the kept channel's, so the network cannot
-    match views by their colour statistics. Lorre et al. drop colours per segment, to make
-    consecutive (overlapping) segments less similar: apply it with `map_per_clip` over
-    `[T, F, H, W, 3]` segments. One draw for the whole clip.
+    Each clip keeps one uniformly chosen channel and has the other two replaced with
+    Gaussian noise whose standard deviation is 1/100 of the kept channel's, so the network
+    cannot match views by their colour statistics. Lorre et al. drop colours per segment,
+    to make consecutive (overlapping) segments less similar: pass the segments as clips.
+    One draw per clip, from its own seed; the noise is one draw over the whole batch (from
+    the first clip's seed), so the op runs batched in the training step
+    (`Method.batch_augment`) rather than clip by clip in the input pipeline.
 
     Doersch et al. work on mean-subtracted inputs, so their dropped channels sit at the
     mean colour; here they sit at `fill` (mid-grey by default) before the noise.
 
     Args:
-      clip: `[T, H, W, 3]` uint8 or float in [0, 1].
-      seed: `[2]` int32/int64 tensor.
-      prob: probability of dropping for the clip.
+      clips: `[N, T, H, W, 3]` uint8 or float in [0, 1].
+      seeds: `[N, 2]` int32/int64 seeds, one per clip.
+      prob: probability of dropping, per clip.
       fill: value of the dropped channels, in [0, 1].
 
     Returns:
-      `[T, H, W, 3]` float32 (noise can step slightly outside [0, 1]).
+      `[N, T, H, W, 3]` float32 (noise can step slightly outside [0, 1]).
     """
     _check_probability(prob)
-    frames = _as_float(clip)
-    apply_seed, channel_seed, noise_seed = sampling.split_seed(seed, 3)
-    kept = sampling.random_index(channel_seed, tf.shape(frames)[3])
-    noise_std = tf.math.reduce_std(tf.gather(frames, kept, axis=3)) / 100.0
-    noise = fill + noise_std * tf.random.stateless_normal(tf.shape(frames), noise_seed)
-    dropped = tf.where(tf.range(tf.shape(frames)[3]) == kept, frames, noise)
-    apply = tf.random.stateless_uniform([], apply_seed) < prob
-    return tf.where(apply, dropped, frames)
+    frames = _as_float(clips)
+    num_channels = tf.shape(frames)[-1]
+
+    def draw(seed):
+        apply_seed, channel_seed, _ = sampling.split_seed(seed, 3)
+        return tf.random.stateless_uniform([], apply_seed) < prob, sampling.random_index(channel_seed, num_channels)
+
+    apply, kept = tf.map_fn(draw, seeds, fn_output_signature=(tf.bool, tf.int32))  # [N], [N]
+    noise_seed = sampling.split_seed(seeds[0], 3)[2]
+    kept_values = tf.gather(frames, kept, axis=4, batch_dims=1)  # [N, T, H, W]
+    noise_std = tf.math.reduce_std(kept_values, axis=[1, 2, 3]) / 100.0
+    noise = fill + noise_std[:, None, None, None, None] * tf.random.stateless_normal(tf.shape(frames), noise_seed)
+    is_kept = tf.range(num_channels)[None, :] == kept[:, None]  # [N, 3]
+    keep = tf.logical_or(is_kept, tf.logical_not(apply)[:, None])
+    return tf.where(keep[:, None, None, None, :], frames, noise)
 
 
 # ----------------------------------------------------------------------------------------

@@ -330,12 +330,13 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
     indices = tf.reshape(
         sampling.sample_blocks(video["num_frames"], n, length, config.frame_stride, seeds[0]), [-1]
     )
+    # The crop is known from the JPEG header: decode only that window.
+    height, width = pipeline.frame_size(video[modality])
     if config.crop == "random_resized":
-        frames = pipeline.decode_frames(video[modality], indices, modality)
-        clip = augment.random_flip(augment.random_resized_crop(frames, size, seeds[1]), seeds[2])
+        window, fits = augment.resized_crop_window(height, width, seeds[1])
+        frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
+        clip = augment.random_flip(augment.resize_crop(frames, fits, size), seeds[2])
     else:
-        # The crop is known from the JPEG header: decode only that window.
-        height, width = pipeline.frame_size(video[modality])
         crop = tf.cast(tf.round(tf.cast(tf.minimum(height, width), tf.float32) * config.crop_fraction), tf.int32)
         window = augment.crop_window(height, width, crop, seeds[1])
         frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)

@@ -367,8 +367,9 @@ class TemporalCPC(methods.Method):
         return sampling.segments_span(self.config.num_segments, self.config.segment_length)
 
     def train_example(self, video, seed):
-        """T segments, each cropped at its own random position (and colour-dropped, for
-        RGB), stacked on channels: `{"segments": [T, R, R, C*F]}` float32."""
+        """T segments, each cropped at its own random position: `{"segments": [T, F, R, R,
+        C]}` in the modality's stored dtype, and `"colour_seeds": [T, 2]`, one per segment;
+        colour dropping, scaling and stacking come after batching (`batch_augment`)."""
         c = self.config
         sample_seed, crop_seed, colour_seed = sampling.split_seed(seed, 3)
         num_segments, length, size = c.num_segments, c.segment_length, c.resolution
@@ -382,16 +383,24 @@ class TemporalCPC(methods.Method):
             return augment.resize(augment.random_crop(segment, crop, segment_seed), size)
 
         segments = augment.map_per_clip(crop_segment, segments, crop_seed)
-        if c.modality == "rgb":
-            # Per segment, so that consecutive (overlapping) segments differ in colour.
-            segments = augment.map_per_clip(
-                lambda segment, segment_seed: augment.random_color_drop(segment, segment_seed, c.color_drop_prob),
-                segments, colour_seed, output_dtype=tf.float32,
+        return {
+            "segments": tf.ensure_shape(segments, [num_segments, length, size, size, self.channels()]),
+            "colour_seeds": tf.random.experimental.stateless_split(colour_seed, num_segments),
+        }
+
+    def batch_augment(self, batch):
+        """Colour dropping of every RGB segment (its own draw, so that consecutive,
+        overlapping segments differ in colour), the modality's scaling, and the frames
+        stacked on channels: `{"segments": float32 [B, T, R, R, C*F]}`."""
+        segments = batch["segments"]
+        if self.config.modality == "rgb":
+            shape = tf.shape(segments)
+            dropped = augment.color_drop(
+                tf.reshape(segments, tf.concat([[-1], shape[2:]], 0)),
+                tf.reshape(batch["colour_seeds"], [-1, 2]), self.config.color_drop_prob,
             )
-        segments = tf.ensure_shape(
-            normalize_frames(segments, c.modality), [num_segments, length, size, size, self.channels()]
-        )
-        return {"segments": stack_frames(segments)}
+            segments = tf.ensure_shape(tf.reshape(dropped, shape), segments.shape)
+        return {"segments": stack_frames(normalize_frames(segments, self.config.modality))}
 
     def build_model(self, norm_options=None):
         c = self.config
