@@ -296,25 +296,25 @@ def convert_shard(task, output_dir, options, report=None):
       The videos' results (see `convert_video`), with `shard` for converted ones.
     """
     flow = modalities.FlowEstimator(options.flow_algorithm) if "flow" in options.modality else None
-    final_path = records.shard_path(output_dir, task.split, task.index)
-    directory, name = os.path.split(final_path)
-    os.makedirs(directory, exist_ok=True)
-    # Hidden and without the shard suffix: `records.list_shards` never reads a partial shard.
-    temp_path = os.path.join(directory, f".{name}.partial")
+    shard = records.PartialShard(output_dir, task.split, task.index)
+    name = os.path.basename(shard.path)
     results = []
-    with tf.io.TFRecordWriter(temp_path) as writer:
+    try:
         for entry in task.entries:
             example, result = convert_video(entry, options, flow)
             if example is not None:
-                writer.write(example.SerializeToString())
+                shard.write(example)
                 result["shard"] = name
             results.append(result)
             if report:
                 report(result)
-    if any(result["status"] == "converted" for result in results):
-        os.replace(temp_path, final_path)
+    except BaseException:
+        shard.discard()
+        raise
+    if shard.count:
+        shard.finish()
     else:
-        os.remove(temp_path)
+        shard.discard()
     _write_json(_result_path(output_dir, task), {"shard": name, "videos": results})
     return results
 

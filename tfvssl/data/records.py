@@ -210,6 +210,43 @@ def read_dataset_info(path):
     return {}
 
 
+class PartialShard:
+    """One shard, written under a hidden temporary name and renamed into place by `finish`,
+    so that `list_shards` never reads a shard a crash cut short.
+
+    Args:
+      root: dataset root directory.
+      split: split name.
+      index: the shard's number in the split.
+    """
+
+    def __init__(self, root, split, index):
+        self.path = shard_path(root, split, index)
+        directory, name = os.path.split(self.path)
+        os.makedirs(directory, exist_ok=True)
+        # Hidden and not ending in the shard suffix, so no glob of `list_shards` matches it.
+        self._temp_path = os.path.join(directory, f".{name}.partial")
+        self._writer = tf.io.TFRecordWriter(self._temp_path)
+        self.count = 0
+
+    def write(self, example):
+        """Appends one video's record (a `tf.train.SequenceExample` or its bytes)."""
+        if isinstance(example, tf.train.SequenceExample):
+            example = example.SerializeToString()
+        self._writer.write(example)
+        self.count += 1
+
+    def finish(self):
+        """Completes the shard under its final name."""
+        self._writer.close()
+        os.replace(self._temp_path, self.path)
+
+    def discard(self):
+        """Deletes what was written."""
+        self._writer.close()
+        os.remove(self._temp_path)
+
+
 class ShardWriter:
     """Writes the records of one split into shards of `shard_size` videos each.
 
@@ -239,9 +276,7 @@ class ShardWriter:
         self.shard_size = shard_size
         self.shard_paths = []  # Completed shards, in order.
         self.shard_counts = []  # Videos in each completed shard.
-        self._writer = None
-        self._temp_path = None
-        self._count = 0
+        self._shard = None  # The `PartialShard` being written.
 
     @property
     def num_videos(self):
@@ -254,18 +289,15 @@ class ShardWriter:
         Args:
           example: a `tf.train.SequenceExample` or its serialized bytes.
         """
-        if self._writer is None:
-            self._open_shard()
-        if isinstance(example, tf.train.SequenceExample):
-            example = example.SerializeToString()
-        self._writer.write(example)
-        self._count += 1
-        if self._count == self.shard_size:
+        if self._shard is None:
+            self._shard = PartialShard(self.root, self.split, len(self.shard_paths))
+        self._shard.write(example)
+        if self._shard.count == self.shard_size:
             self._finish_shard()
 
     def close(self):
         """Completes the current shard; returns the video count of every shard."""
-        if self._writer is not None:
+        if self._shard is not None:
             self._finish_shard()
         return self.shard_counts
 
@@ -292,25 +324,13 @@ class ShardWriter:
         else:
             self._discard_shard()
 
-    def _open_shard(self):
-        final_path = shard_path(self.root, self.split, len(self.shard_paths))
-        directory, name = os.path.split(final_path)
-        os.makedirs(directory, exist_ok=True)
-        # Hidden and without the shard suffix, so no glob of `list_shards` matches it.
-        self._temp_path = os.path.join(directory, f".{name[: -len(SHARD_SUFFIX)]}.partial")
-        self._writer = tf.io.TFRecordWriter(self._temp_path)
-        self._count = 0
-
     def _finish_shard(self):
-        self._writer.close()
-        final_path = shard_path(self.root, self.split, len(self.shard_paths))
-        os.replace(self._temp_path, final_path)
-        self.shard_paths.append(final_path)
-        self.shard_counts.append(self._count)
-        self._writer = self._temp_path = None
+        self._shard.finish()
+        self.shard_paths.append(self._shard.path)
+        self.shard_counts.append(self._shard.count)
+        self._shard = None
 
     def _discard_shard(self):
-        if self._writer is not None:
-            self._writer.close()
-            os.remove(self._temp_path)
-            self._writer = self._temp_path = None
+        if self._shard is not None:
+            self._shard.discard()
+            self._shard = None

@@ -136,7 +136,9 @@ def sample_blocks(num_frames, num_blocks, block_length, stride, seed):
 # ----------------------------------------------------------------------------------------
 
 
-def _segment_offsets(num_segments, segment_length, stride):
+def segment_offsets(num_segments, segment_length, stride=None):
+    """Frame offsets of temporal CPC's segments from the first frame: `[T, F]` int numpy,
+    row t = `stride * t + [0, F)`; `stride` defaults to the paper's half overlap."""
     if stride is None:
         # Half overlap, as in the paper; a 1-frame segment still moves forward.
         stride = max(segment_length // 2, 1)
@@ -146,7 +148,7 @@ def _segment_offsets(num_segments, segment_length, stride):
 
 def segments_span(num_segments, segment_length, stride=None):
     """Frames covered by `sample_segments`: `stride * (T - 1) + F` (55 for T = F = 10)."""
-    return int(_segment_offsets(num_segments, segment_length, stride).max()) + 1
+    return int(segment_offsets(num_segments, segment_length, stride).max()) + 1
 
 
 def sample_segments(num_frames, num_segments, segment_length, seed, stride=None):
@@ -165,7 +167,7 @@ def sample_segments(num_frames, num_segments, segment_length, seed, stride=None)
     Returns:
       `[T, F]` int32 frame indices.
     """
-    offsets = _segment_offsets(num_segments, segment_length, stride)
+    offsets = segment_offsets(num_segments, segment_length, stride)
     return _place_window(_frame_count(num_frames), offsets, seed)
 
 

@@ -205,7 +205,7 @@ class SegmentEncoder(keras.Model):
                 f"every {stride} frames"
             )
         num_segments = (length - self.segment_length) // stride + 1
-        offsets = sampling._segment_offsets(num_segments, self.segment_length, stride)
+        offsets = sampling.segment_offsets(num_segments, self.segment_length, stride)
         return stack_frames(tf.gather(clips, offsets, axis=1))
 
     def call(self, clips, training=None):
