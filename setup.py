@@ -23,8 +23,11 @@ setuptools.setup(
         "numpy>=1.26,<3",
         # PyAV bundles FFmpeg; 19.x needs Python >= 3.12.
         "av>=14,<19",
-        # Plots (training curves, t-SNE, confusion matrices, retrieval grids).
+        # Plots (training curves, t-SNE, confusion matrices, retrieval grids); Pillow, which
+        # the tests compare resizes with, comes with matplotlib.
         "matplotlib>=3.8,<4",
+        # t-SNE of the retrieval features (`tfvssl.plots`); the tests' linear separability check.
+        "scikit-learn>=1.3,<2",
     ],
     extras_require={
         # CUDA libraries for NVIDIA GPUs, pulled in by TensorFlow itself.
