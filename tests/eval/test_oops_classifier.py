@@ -107,7 +107,8 @@ def test_bad_flags_fail_with_a_message_naming_them(oops_run, tiny_dataset, tmp_p
     (dpc / "flags.txt").write_text("--method=dpc\n--per_replica_batch_size=4\n")
     names = dict(run=oops_run[0], dpc=dpc, plain=tiny_dataset)
 
-    status = cli("oops", [*COMMON, f"--output_dir={tmp_path / 'out'}", "--epochs=1", *(a.format(**names) for a in args)])
+    flags = [a.format(**names) for a in args]
+    status = cli("oops", [*COMMON, f"--output_dir={tmp_path / 'out'}", "--epochs=1", *flags])
 
     assert status == 2
     assert message.format(**names) in capsys.readouterr().err

@@ -248,7 +248,9 @@ def train(method, config, workdir, strategy=None):
                 scalars.update(lr=lr, curriculum_stage=traced_stage, skipped_videos=float(position.skipped.numpy()))
                 if rate:
                     scalars["clips_per_second"] = rate * global_batch
-                reporting.progress_line(current, config.train_steps, scalars, scalars.get("clips_per_second"), clock.eta(current))
+                reporting.progress_line(
+                    current, config.train_steps, scalars, scalars.get("clips_per_second"), clock.eta(current)
+                )
                 writer.write(current, scalars)
                 interval = {}
             if val_dataset is not None and (current % val_every == 0 or current == config.train_steps):
