@@ -61,6 +61,7 @@ def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_
     matrix = np.array(level["confusion_matrix"])
     assert matrix.shape == (3, 3) and matrix.sum() == 36
     assert level["accuracy"] == pytest.approx(np.trace(matrix) / 36)
+    assert 0 < level["time_prior_accuracy"] <= 1
     for index, video in enumerate(results["videos"]):  # Every test video, in record order.
         assert video["t_fail"] == pytest.approx(synthetic.video_failure(TINY_OOPS, "test", index).time, abs=1e-5)
         assert len(video["labels"]) == len(video["probabilities"]) == 9
@@ -229,3 +230,21 @@ def test_pretraining_on_too_short_oops_videos_fails_naming_the_flag():
         with pytest.raises(ValueError, match=r"--synthetic_num_frames=64: the oops mode needs videos of 3.2-30.0 s"):
             pretrain.effective_config()
 
+
+
+def _videos(starts, ends, labels):
+    return oops.Videos(
+        files=[], positions=np.arange(len(starts)), names=[str(i) for i in range(len(starts))],
+        t_fail=np.zeros(len(starts)), labels=[np.array(x) for x in labels],
+        starts=[np.array(x, float) for x in starts], ends=[np.array(x, float) for x in ends],
+    )
+
+
+def test_time_prior_predicts_the_commonest_training_label_of_the_clips_time():
+    # Training clips start at relative times 0 and 0.5 (bins 0 and 2 of 4); bin 0 holds one
+    # intentional and one unintentional clip (a tie: the first class), bin 2 two unintentional.
+    train = _videos([[0, 1], [0, 1]], [[1, 2], [1, 2]], [[0, 2], [2, 2]])
+    # Test clips at 0, 0.2, 0.4 and 0.6 of the video: bins 0, 0, 1 (no training clip: the
+    # commonest label overall, unintentional) and 2.
+    test = _videos([[0, 0.5, 1, 1.5]], [[1, 1.5, 2, 2.5]], [[0, 1, 2, 2]])
+    assert oops.time_prior_accuracy(train, test, num_bins=4) == 0.75
