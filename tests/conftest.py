@@ -16,6 +16,10 @@ tf.config.set_logical_device_configuration(
 )
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes half a minute to minutes on 2 CPU cores (-m 'not slow' skips)")
+
+
 def pytest_runtest_setup(item):
     """Gives the strategies each test creates collective keys no earlier test has used.
 

@@ -41,6 +41,7 @@ def check_results(results, num_videos):
     assert np.sum(results["video_level"]["confusion_matrix"]) == num_videos
 
 
+@pytest.mark.slow
 def test_probe_finetune_retrieve_and_plots_from_the_command_line(trained_run, tmp_path):
     run_dir, export_dir = trained_run
     common = ["--batch_size=4", "--epochs=2"]

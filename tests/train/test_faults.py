@@ -33,6 +33,7 @@ def checkpoint_steps(workdir):
     return [int(path.rsplit("-", 1)[1]) for path in state.all_model_checkpoint_paths]
 
 
+@pytest.mark.slow
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tiny_dataset, tmp_path, caplog):
     workdir = str(tmp_path / "run")
     trainer.train(*configure(tiny_args(tiny_dataset, workdir, 4)), workdir)
@@ -50,6 +51,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tiny_dataset
     assert checkpoint_steps(workdir)[-1] == 6
 
 
+@pytest.mark.slow
 def test_non_finite_losses_are_skipped_then_stop_the_run_keeping_the_last_good_checkpoint(
     tiny_dataset, tmp_path, caplog
 ):

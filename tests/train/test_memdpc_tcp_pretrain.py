@@ -38,6 +38,7 @@ def final_top1(metrics, steps=15):
 # here and tested on their own in tests/data/test_augment.py and tests/models/test_tcp.py.
 
 
+@pytest.mark.slow
 def test_memdpc_flagfile_learns_above_chance(tiny_dataset, tmp_path):
     method, metrics = train([
         "--flagfile=configs/memdpc.flags", f"--data={tiny_dataset}", f"--workdir={tmp_path}",
@@ -52,6 +53,7 @@ def test_memdpc_flagfile_learns_above_chance(tiny_dataset, tmp_path):
     assert final_top1(metrics) > 2 * chance
 
 
+@pytest.mark.slow
 def test_tcp_flagfile_learns_above_chance(tiny_dataset, tmp_path):
     method, metrics = train([
         "--flagfile=configs/tcp_rgb.flags", f"--data={tiny_dataset}", f"--workdir={tmp_path}",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 from conftest import TINY_DPC_FLAGS
 
@@ -38,6 +39,7 @@ def start_workers(args):
     return processes
 
 
+@pytest.mark.slow
 def test_two_workers_agree_only_the_chief_writes_and_a_preempted_job_resumes(tiny_dataset, tmp_path):
     workdir = tmp_path / "run"
     args = ["--flagfile=configs/dpc.flags", f"--data={tiny_dataset}", f"--workdir={workdir}",

@@ -33,6 +33,7 @@ def one_video_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_vcop_flagfile_learns_the_clip_order(one_video_dataset, tmp_path):
     steps = 20
     # One backbone call for the 3 slots (--fold_clips) costs a third of the authors' three
@@ -50,6 +51,7 @@ def test_vcop_flagfile_learns_the_clip_order(one_video_dataset, tmp_path):
     assert np.mean(accuracy[-5:]) >= 0.5, accuracy
 
 
+@pytest.mark.slow
 def test_pace_flagfile_learns_the_pace_with_both_loss_terms(one_video_dataset, tmp_path):
     steps = 50
     # 16 px clips and no colour jitter make the pace learnable in tens of steps on one video

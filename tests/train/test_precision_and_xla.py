@@ -28,6 +28,7 @@ def test_every_registered_method_has_tiny_flags():
     assert set(methods.available_methods()) == set(TINY_FLAGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method_name, precision, jit_compile",
     [(name, "mixed_float16", True) for name in sorted(TINY_FLAGS)] + [("tcp", "mixed_bfloat16", False)],

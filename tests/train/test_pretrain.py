@@ -91,6 +91,7 @@ def final_weights(workdir):
     return {name: reader.get_tensor(name) for name in names}
 
 
+@pytest.mark.slow
 def test_kill_at_a_random_step_then_rerun_continues_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
     common = ["--flagfile=configs/dpc.flags", f"--data={tiny_dataset}", *TINY_DPC_FLAGS,
               "--train_steps=8", "--checkpoint_every=2", "--val_split=none", "--deterministic"]
