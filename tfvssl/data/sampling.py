@@ -136,12 +136,17 @@ def sample_blocks(num_frames, num_blocks, block_length, stride, seed):
 # ----------------------------------------------------------------------------------------
 
 
+def segment_stride(segment_length):
+    """Temporal CPC's default step between segments: half overlap, as in the paper (a
+    1-frame segment still moves forward)."""
+    return max(segment_length // 2, 1)
+
+
 def segment_offsets(num_segments, segment_length, stride=None):
     """Frame offsets of temporal CPC's segments from the first frame: `[T, F]` int numpy,
-    row t = `stride * t + [0, F)`; `stride` defaults to the paper's half overlap."""
+    row t = `stride * t + [0, F)`; `stride` defaults to `segment_stride`."""
     if stride is None:
-        # Half overlap, as in the paper; a 1-frame segment still moves forward.
-        stride = max(segment_length // 2, 1)
+        stride = segment_stride(segment_length)
     _check_positive(num_segments=num_segments, segment_length=segment_length, stride=stride)
     return stride * np.arange(num_segments)[:, None] + np.arange(segment_length)[None, :]
 

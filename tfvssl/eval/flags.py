@@ -8,7 +8,6 @@ The entry points also use the pretraining flags of the same meaning (`tfvssl.tra
 value), as in pretraining.
 """
 
-
 from absl import app, flags
 
 from tfvssl import cli

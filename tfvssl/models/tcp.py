@@ -198,7 +198,7 @@ class SegmentEncoder(keras.Model):
 
     def to_segments(self, clips):
         """`[B, L, H, W, C]` -> `[B, T', H, W, C*F]` half-overlapping stacked segments."""
-        length, stride = clips.shape[1], max(self.segment_length // 2, 1)
+        length, stride = clips.shape[1], sampling.segment_stride(self.segment_length)
         if length is None or length < self.segment_length or (length - self.segment_length) % stride:
             raise ValueError(
                 f"clip length {length} does not cut into segments of {self.segment_length} frames "
