@@ -198,6 +198,18 @@ def test_oversample_duplicates_each_label_cycling_through_its_clips():
     np.testing.assert_array_equal(pool, again)
 
 
+def test_training_clips_draw_from_one_pool_in_every_epoch():
+    labels = tf.constant([0] * 6 + [1] * 2 + [2] * 10)  # A pool of 29: 7 duplicates of label 1's 2 clips.
+
+    def pool(pool_seed, epoch):  # All of it: more clips per video than the pool holds.
+        return sorted(oops.training_clips(labels, tf.constant([pool_seed, 0]), tf.constant([epoch, 1]), 100).numpy())
+
+    first = pool(pool_seed=0, epoch=0)
+    assert len(first) == 29
+    assert all(pool(pool_seed=0, epoch=epoch) == first for epoch in range(1, 10))  # The authors oversample once.
+    assert any(pool(pool_seed=seed, epoch=0) != first for seed in range(1, 10))
+
+
 def _sample_videos(num_videos, seed):
     """Labels of random videos: 4-20 s at 30 fps, failure in the middle 80%."""
     rng = np.random.default_rng(seed)
@@ -225,7 +237,7 @@ def test_oversampling_ratios_hold_on_a_sample():
         # An epoch draws min(10, K') of the K' pool clips without replacement.
         expected += pool * min(oops.CLIPS_PER_VIDEO, pool.sum()) / pool.sum()
         for epoch in range(50):
-            clips = draw(labels, tf.constant([index, epoch])).numpy()
+            clips = draw(labels, tf.constant([index, 0]), tf.constant([index, epoch])).numpy()
             assert len(clips) == min(oops.CLIPS_PER_VIDEO, pool.sum())
             drawn += np.bincount(labels[clips], minlength=3)
 
@@ -259,7 +271,8 @@ def test_training_windows_hold_their_drawn_clip_and_start_in_the_video():
         labels = np.sort(rng.integers(0, 3, size=rng.integers(1, 40)))
         num_steps = int(rng.integers(1, 6))
 
-        clips, window_labels = oops.training_windows(labels, num_steps, tf.constant([trial, 0]))
+        pool_seed, seed = tf.constant([trial, 1]), tf.constant([trial, 0])
+        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed)
 
         clips, window_labels = clips.numpy(), window_labels.numpy()
         assert clips.shape == (min(oops.CLIPS_PER_VIDEO, len(oops.oversample(labels, [0, 0]))), num_steps)
@@ -287,7 +300,7 @@ def test_labels_and_training_clips_are_the_same_inside_tf_data():
     def label_and_draw(num_frames, fps, t_fail):
         grid = oops.clip_grid(num_frames, fps)
         labels = oops.clip_labels(grid["start"], grid["end"], t_fail)
-        return labels, oops.training_clips(labels, tf.constant([1, 2]))
+        return labels, oops.training_clips(labels, tf.constant([1, 2]), tf.constant([3, 4]))
 
     dataset = tf.data.Dataset.from_tensor_slices(tuple(np.array(c) for c in zip(*cases))).map(label_and_draw)
     for (labels, clips), case in zip(dataset, cases):

@@ -23,8 +23,9 @@ in [3.2 s, 30 s].
 Training oversampling (`oversampled_counts`, `oversample`), per video: with m the most
 frequent label of the video's clips, every other label i present is duplicated (its clips
 in random order, cycling) until it has `round(count_m * ratio_i)` clips, ratios
-`(1, 0.93, 1 / 0.93)` for labels (0, 1, 2). An epoch then trains on at most 10 clips per
-video drawn without replacement from that enlarged list (`training_clips`). Test: every clip.
+`(1, 0.93, 1 / 0.93)` for labels (0, 1, 2). The duplicates are drawn once for the whole
+training; every epoch then trains on at most 10 clips per video drawn without replacement
+from that enlarged list (`training_clips`). Test: every clip.
 
 Sequence models (MemDPC appendix B) read windows of `num_steps` consecutive, non-overlapping
 clips, 4 grid clips (1 s) apart (`window_clips`); in training each drawn clip sits at a random
@@ -199,19 +200,21 @@ def oversample(labels, seed):
     return tf.concat(pieces, 0)
 
 
-def training_clips(labels, seed, clips_per_video=CLIPS_PER_VIDEO):
+def training_clips(labels, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO):
     """The clips one epoch trains on for one video: at most `clips_per_video` drawn without
     replacement from its `oversample` list (which may hold a clip several times).
 
-    The authors draw the duplicates once for the whole training; here they are redrawn with
-    every seed (every epoch), which leaves the class mix of the drawn clips the same.
+    Args:
+      labels: int `[K]` clip labels.
+      pool_seed: `[2]` int tensor choosing the duplicates: the same in every epoch, as the
+        authors oversample once before training.
+      seed: `[2]` int tensor choosing the epoch's clips.
 
     Returns:
       int32 `[min(clips_per_video, K')]` clip indices.
     """
-    pool_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     pool = oversample(labels, pool_seed)
-    return tf.random.experimental.stateless_shuffle(pool, draw_seed)[:clips_per_video]
+    return tf.random.experimental.stateless_shuffle(pool, seed)[:clips_per_video]
 
 
 # ---- Windows of clips (sequence models) --------------------------------------------------------
@@ -254,13 +257,14 @@ def window_starts(anchors, num_steps, seed):
     return anchors - STEP_CLIPS * steps
 
 
-def training_windows(labels, num_steps, seed, clips_per_video=CLIPS_PER_VIDEO):
+def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO):
     """One epoch's training windows of one video (`training_clips` placed by `window_starts`).
 
     Args:
       labels: int `[K]` clip labels.
       num_steps: S, clips per window (1: the drawn clips themselves).
-      seed: `[2]` int tensor.
+      pool_seed: `[2]` int tensor, the video's for the whole training (`training_clips`).
+      seed: `[2]` int tensor, the epoch's.
       clips_per_video: clips drawn.
 
     Returns:
@@ -270,7 +274,7 @@ def training_windows(labels, num_steps, seed, clips_per_video=CLIPS_PER_VIDEO):
     draw_seed, place_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     labels = tf.cast(labels, tf.int32)
     num_clips = tf.size(labels)
-    anchors = training_clips(labels, draw_seed, clips_per_video)
+    anchors = training_clips(labels, pool_seed, draw_seed, clips_per_video)
     clips = window_clips(window_starts(anchors, num_steps, place_seed), num_clips, num_steps)
     return clips, tf.where(clips >= 0, tf.gather(labels, tf.maximum(clips, 0)), -1)
 

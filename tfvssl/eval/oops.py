@@ -358,6 +358,13 @@ def _as_examples(inputs, labels):
     return inputs, tf.maximum(labels, 0), tf.cast(labels >= 0, tf.float32)
 
 
+def _window_seeds(seed, offset, num_videos):
+    """`(pool_seed, epoch_seed)` of the element at `offset` of the repeated training videos:
+    its video's for the whole training (`oops.training_clips`) and its epoch's."""
+    video, epoch = offset % num_videos, offset // num_videos
+    return pipeline.element_seed(seed, 0, video), pipeline.element_seed(seed, epoch + 1, video)
+
+
 def augmented_windows(videos, method, frames_per_step, num_steps, config, borders):
     """Endless shuffled batches of augmented training windows.
 
@@ -370,10 +377,9 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
     def video_windows(offset, record):
         video = records.parse_sequence_example(record, method.modalities)
         indices, labels, (left, right) = _video_clips(video, frames_per_step, borders)
-        seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
-            pipeline.element_seed(config.seed, 0, offset), 3
-        ))
-        clips, window_labels = oops.training_windows(labels, num_steps, seed, config.clips_per_video)
+        pool_seed, epoch_seed = _window_seeds(config.seed, offset, len(videos.names))
+        seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 3))
+        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video)
         # Steps past the end show the last clip; they carry no label.
         frame_indices = tf.gather(indices, tf.minimum(tf.maximum(clips, 0), tf.shape(indices)[0] - 1))
 
@@ -414,8 +420,8 @@ def cached_windows(videos, features, num_steps, config):
 
     def video_windows(offset, element):
         video_features, labels = element
-        seed = pipeline.element_seed(config.seed, 0, offset)
-        clips, window_labels = oops.training_windows(labels, num_steps, seed, config.clips_per_video)
+        pool_seed, seed = _window_seeds(config.seed, offset, len(videos.names))
+        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video)
         window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Past the end: any clip.
         return tf.data.Dataset.from_tensor_slices((window_features, window_labels))
 
