@@ -95,8 +95,8 @@ def check_workdir(method, config):
         `--init_from` reads.
     """
     if config.overwrite:
-        workdir, init_from = (os.path.realpath(p) for p in (config.workdir, config.init_from or os.sep))
-        if os.path.commonpath([workdir, init_from]) == workdir:
+        workdir = os.path.realpath(config.workdir)
+        if config.init_from and os.path.commonpath([workdir, os.path.realpath(config.init_from)]) == workdir:
             raise ValueError(
                 f"--overwrite: it deletes the checkpoints of --workdir={config.workdir}, which "
                 f"--init_from={config.init_from} reads; write the new run to another --workdir"

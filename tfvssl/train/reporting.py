@@ -45,7 +45,7 @@ class MetricWriter:
 
 def truncate_metrics(path, step):
     """Keeps the records of `metrics.jsonl` up to `step` (atomically); a line cut short by
-    a crash is dropped too."""
+    a crash, which does not parse, is dropped too."""
     if not os.path.exists(path):
         return
     kept = []
@@ -53,9 +53,9 @@ def truncate_metrics(path, step):
         for line in f:
             try:
                 if json.loads(line)["step"] <= step:
-                    kept.append(line)
+                    kept.append(line.rstrip("\n") + "\n")
             except (ValueError, KeyError, TypeError):
-                pass
+                continue
     with open(path + ".tmp", "w") as f:
         f.writelines(kept)
     os.replace(path + ".tmp", path)
