@@ -140,7 +140,8 @@ def test_empty_batches_non_finite_clips_and_too_short_records_are_rejected_namin
     # Training skips a video shorter than its sample; serving does not pad one either.
     frames = [records.encode_jpeg(np.full([32, 32, 3], k, np.uint8)) for k in range(CLIP[0] - 1)]
     short = records.make_sequence_example({"rgb": frames}, filename="short").SerializeToString()
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"fewer frames than one clip covers \(8 frames at stride 1: 8\)"):
+    too_short = r"fewer frames than one clip covers \(8 frames at stride 1: 8\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=too_short):
         model.signatures["serving_examples"](examples=tf.constant([short]))
 
     # Exported without the check, NaN clips give NaN embeddings (and finite ones are served).
