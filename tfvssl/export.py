@@ -1,6 +1,6 @@
 """Export a pretrained encoder: `python -m tfvssl.export --workdir=<pretraining workdir>`.
 
-    python -m tfvssl.export --workdir=workdirs/dpc [--version=N] [--export_name=NAME]
+    python -m tfvssl.export --workdir=workdirs/dpc [--version=N] [--export_name=NAME] [--noassert_finite]
 
 Rebuilds the method from `<workdir>/flags.txt`, restores the newest checkpoint and writes
 `<workdir>/export/<name>/<version>/`: a SavedModel with the signatures `serving_default`
@@ -9,7 +9,7 @@ SequenceExamples), `encoder.keras` for fine-tuning and `export_info.json`
 (`tfvssl/eval/exporting.py`; the serving contract is `export/README.md`). The version
 defaults to one more than the newest one there, the version TF Serving picks up.
 `--untrained` exports the freshly initialised encoder instead, the random baseline of the
-evaluations.
+evaluations. `serving_default` rejects clips holding NaN or Inf unless `--noassert_finite`.
 """
 
 import os
@@ -22,6 +22,11 @@ from tfvssl.train import flags as train_flags  # noqa: F401  (defines --workdir)
 flags.DEFINE_integer("version", None, "Version directory to write (default: the next one).", lower_bound=1)
 flags.DEFINE_string("export_name", None, "Model name, the TF Serving model directory (default: the method).")
 flags.DEFINE_boolean("untrained", False, "Export the randomly initialised encoder (a baseline).")
+flags.DEFINE_boolean(
+    "assert_finite", True,
+    "serving_default rejects clips holding NaN or Inf (one check per call); without it they give "
+    "NaN embeddings.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +49,8 @@ def main(argv):
     except ValueError as error:
         return cli.failed(error)
     exporting.export_encoder(
-        method, encoder, export_dir, extra_info={"checkpoint": checkpoint, "workdir": os.path.abspath(FLAGS.workdir)}
+        method, encoder, export_dir, extra_info={"checkpoint": checkpoint, "workdir": os.path.abspath(FLAGS.workdir)},
+        assert_finite=FLAGS.assert_finite,
     )
     logging.info("exported %s encoder (%s) to %s", method.name, checkpoint or "untrained", export_dir)
     print(export_dir)

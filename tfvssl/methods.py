@@ -51,10 +51,14 @@ class Method:
       recipe: the paper's values for the shared training flags (`lr`, `batch_size`,
         `optimizer`, `weight_decay`, `resolution`, `lr_schedule`, ...).
       modalities: the record modalities the method reads (see `records.MODALITY_KEYS`).
+      identity_flags: the flags that fix the model's architecture and the clips it learns
+        from; a workdir's checkpoints belong to their values, so a run refuses to resume
+        one written with others (`tfvssl.pretrain`).
     """
 
     name = None
     recipe = {}
+    identity_flags = ("method", "backbone", "modality", "resolution")
 
     def __init__(self, config):
         self.config = types.SimpleNamespace(**vars(config)) if not isinstance(config, dict) else (

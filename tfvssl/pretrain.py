@@ -3,11 +3,15 @@
     python -m tfvssl.pretrain --flagfile=configs/dpc.flags --data=<shards> --workdir=<dir>
 
 Without `--data` the embedded synthetic dataset is generated (once) and used. Every flag
-is checked before any work starts; the effective flags (recipe defaults filled in) are
-written to `<workdir>/flags.txt`, which is itself a valid flagfile.
+is checked before any work starts, and so is the workdir: one whose `flags.txt` has another
+method or another value of a flag that shapes the model or its clips is refused
+(`--overwrite` replaces that run). Only then are the effective flags (recipe defaults filled
+in) written to `<workdir>/flags.txt`, atomically; it is itself a valid flagfile.
 """
 
 import os
+import shutil
+import signal
 
 from absl import app, flags, logging
 
@@ -75,22 +79,85 @@ def resolve_data(config):
     logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
 
 
+# What `--overwrite` deletes of an earlier run: its settings, training state and what derives
+# from them. Its exports stay; each describes itself (`export_info.json`).
+RUN_FILES = ("flags.txt", "ckpt", "tensorboard", "metrics.jsonl", "plots")
+
+
+def check_workdir(method, config):
+    """Refuses a workdir holding a run that this configuration cannot resume.
+
+    Reads `<workdir>/flags.txt`, if any, and compares its method and `method.identity_flags`
+    (the model's architecture and clip shape) with `config`; touches nothing.
+
+    Raises:
+      ValueError: naming the flags that differ, or `--overwrite` when it would delete what
+        `--init_from` reads.
+    """
+    if config.overwrite:
+        workdir = os.path.realpath(config.workdir)
+        if config.init_from and os.path.commonpath([workdir, os.path.realpath(config.init_from)]) == workdir:
+            raise ValueError(
+                f"--overwrite: it deletes the checkpoints of --workdir={config.workdir}, which "
+                f"--init_from={config.init_from} reads; write the new run to another --workdir"
+            )
+        return
+    if not os.path.isfile(os.path.join(config.workdir, "flags.txt")):
+        return
+    from tfvssl.eval import workdir as workdirs
+
+    try:
+        earlier = workdirs.load_method(config.workdir).config
+    except (ValueError, flags.Error) as error:
+        raise ValueError(
+            f"--workdir={config.workdir}: its flags.txt is not a valid run configuration ({error}); "
+            "give another --workdir, or --overwrite to replace that run"
+        ) from None
+    names = ("method",) if earlier.method != config.method else method.identity_flags
+    changed = [name for name in names if getattr(earlier, name, None) != getattr(config, name, None)]
+    if changed:
+        raise ValueError(
+            f"--workdir={config.workdir} holds a run with {_flag_values(earlier, changed)}, not "
+            f"{_flag_values(config, changed)}: its checkpoints cannot resume this run; give another "
+            "--workdir (--init_from=<that workdir> starts from its weights), or --overwrite to "
+            "replace that run"
+        )
+
+
+def clear_workdir(workdir):
+    """Deletes the earlier run of `workdir` (`--overwrite`): the files of `RUN_FILES`."""
+    for name in RUN_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _flag_text(value):
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _flag_values(config, names):
+    return " ".join(f"--{name}={_flag_text(getattr(config, name, None))}" for name in names)
+
+
 def write_flags(config, path, flag_values=FLAGS):
-    """Writes the effective value of every tfvssl flag as a flagfile."""
+    """Writes the effective value of every tfvssl flag as a flagfile (not `--overwrite`, an
+    action on the workdir that a resume must not repeat)."""
     names = sorted(
         flag.name
         for module, module_flags in flag_values.flags_by_module_dict().items()
         if module.startswith("tfvssl") or os.path.basename(module).startswith("pretrain")
         for flag in module_flags
+        if flag.name != "overwrite"
     )
     lines = []
     for name in names:
         value = getattr(config, name, None)
         if value is None:
             continue
-        if isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        lines.append(f"--{name}={value}")
+        lines.append(f"--{name}={_flag_text(value)}")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -102,6 +169,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         method, config = effective_config()
+        check_workdir(method, config)
     except ValueError as error:
         return cli.failed(error)
     # Heavy imports and the first TensorFlow ops only once the flags are known good; the
@@ -112,11 +180,20 @@ def main(argv):
     strategy = strategies.make_strategy(config.strategy)
     resolve_data(config)
     if strategies.is_chief(strategy):
+        if config.overwrite:
+            clear_workdir(config.workdir)
         write_flags(config, os.path.join(config.workdir, "flags.txt"))
     try:
         trainer.train(method, config, config.workdir, strategy=strategy)
     except trainer.NonFiniteLossError as error:
         return cli.failed(error, 3)
+    except trainer.Interrupted as stopped:
+        logging.warning("%s", stopped)
+        # The shell's convention for Ctrl-C (128 + SIGINT); a preemption's stop is a success.
+        return 130 if stopped.signum == signal.SIGINT else 0
+    except KeyboardInterrupt:  # Ctrl-C before the first step, or a second one.
+        logging.warning("SIGINT: stopped; the newest checkpoint in %s/ckpt is where a rerun resumes", config.workdir)
+        return 130
     return 0
 
 

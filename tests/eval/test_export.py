@@ -1,5 +1,6 @@
-"""The export contract: three signatures that reload without tfvssl, enforced shapes,
-running-statistics BatchNorm, `saved_model_cli` listing, the `.keras` file, the CLI."""
+"""The export contract: three signatures that reload without tfvssl, enforced shapes, bad
+inputs rejected, running-statistics BatchNorm, `saved_model_cli` listing, the `.keras` file,
+the README's Keras recipes, the CLI."""
 
 import base64
 import importlib.util
@@ -118,6 +119,69 @@ def test_the_three_signatures_reload_without_tfvssl_and_match_the_encoder(traine
         assert f"inputs['{name}'] tensor_info:\n        dtype: {dtype}\n        shape: {shape}" in block
         assert "outputs['embedding'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 256)" in block
         assert "Method name is: tensorflow/serving/predict" in block
+
+
+def test_empty_batches_non_finite_clips_and_too_short_records_are_rejected_naming_the_reason(
+    trained_run, tmp_path
+):
+    run_dir, export_dir = trained_run
+    model = tf.saved_model.load(export_dir)
+    for signature, name, empty in (
+        ("serving_default", "clips", tf.zeros([0, *CLIP])),
+        ("serving_frames", "frames", tf.zeros([0, *CLIP], tf.uint8)),
+        ("serving_examples", "examples", tf.constant([], tf.string)),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"{signature}: the batch is empty"):
+            model.signatures[signature](**{name: empty})
+    clips = np.zeros([2, *CLIP], np.float32)
+    clips[1, 3, 5, 7, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: the clips hold NaN or Inf"):
+        model.signatures["serving_default"](clips=tf.constant(clips))
+    # Training skips a video shorter than its sample; serving does not pad one either.
+    frames = [records.encode_jpeg(np.full([32, 32, 3], k, np.uint8)) for k in range(CLIP[0] - 1)]
+    short = records.make_sequence_example({"rgb": frames}, filename="short").SerializeToString()
+    too_short = r"fewer frames than one clip covers \(8 frames at stride 1: 8\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=too_short):
+        model.signatures["serving_examples"](examples=tf.constant([short]))
+
+    # Exported without the check, NaN clips give NaN embeddings (and finite ones are served).
+    method = workdir.load_method(run_dir)
+    encoder, _ = workdir.restore_encoder(method, run_dir)
+    unchecked = str(tmp_path / "unchecked")
+    assert exporting.export_encoder(method, encoder, unchecked, assert_finite=False)["assert_finite"] is False
+    embedding = tf.saved_model.load(unchecked).signatures["serving_default"](clips=tf.constant(clips))["embedding"]
+    assert np.isfinite(embedding[0]).all() and np.isnan(embedding[1]).all()
+
+
+def readme_recipe(name):
+    """The Python block of export/README.md between `<!-- name -->` and `<!-- /name -->`."""
+    with open(os.path.join(REPO, "export", "README.md")) as f:
+        text = f.read()
+    block = text.split(f"<!-- {name} -->")[1].split(f"<!-- /{name} -->")[0]
+    return block.strip().removeprefix("```python").removesuffix("```")
+
+
+@pytest.mark.parametrize("recipe", ["keras-frozen", "keras-finetune"])
+def test_the_readme_keras_recipes_fit(trained_run, recipe):
+    _, export_dir = trained_run
+    rng = np.random.default_rng(0)
+    namespace = {
+        "export_dir": export_dir, "T": CLIP[0], "H": CLIP[1], "W": CLIP[2], "num_classes": 3,
+        "train_clips": rng.normal(size=[4, *CLIP]).astype(np.float32), "train_labels": rng.integers(0, 3, 4),
+    }
+    build, fit = readme_recipe(recipe).split("model.fit")
+    exec(build, namespace)
+    encoder, clips = namespace["encoder"], namespace["train_clips"]
+    weights = [w.numpy() for w in encoder.trainable_weights]
+    embedding = encoder(clips)["embedding"]
+    exec("model.fit" + fit, namespace)  # One step: 4 clips, Keras's default batch of 32.
+    assert np.isfinite(namespace["model"].history.history["loss"]).all()
+    if recipe == "keras-frozen":
+        assert not encoder.trainable_weights
+        np.testing.assert_allclose(encoder(clips)["embedding"], embedding, rtol=1e-6)
+    else:
+        trained = [not np.array_equal(w.numpy(), before) for w, before in zip(encoder.trainable_weights, weights)]
+        assert weights and sum(trained) > 0.9 * len(trained)
 
 
 def test_export_info_describes_the_contract(trained_run):

@@ -112,16 +112,29 @@ def crop_views(method, frames, views):
 def example_clip(method, serialized):
     """The centre clip of one serialized record, preprocessed by the method's `eval_clip`.
 
+    As training skips a video too short for its sample, a record with fewer frames than
+    one clip covers is an error: no frame is repeated to fill the clip.
+
     Args:
       method: the `Method`.
       serialized: scalar string tensor, a serialized `SequenceExample` (`records` layout).
 
     Returns:
       float32 `method.clip_shape()`.
+
+    Raises:
+      tf.errors.InvalidArgumentError: when the record is shorter than the clip's span.
     """
     video = records.parse_sequence_example(serialized, method.modalities)
     modality = method.modalities[0]
-    indices = centre_clip_indices(video["num_frames"], method)
+    length, stride = method.clip_shape()[0], method.clip_frame_stride()
+    span = sampling.clip_span(length, stride)
+    long_enough = tf.debugging.assert_greater_equal(
+        video["num_frames"], tf.cast(span, video["num_frames"].dtype),
+        message=f"a record has fewer frames than one clip covers ({length} frames at stride {stride}: {span})",
+    )
+    with tf.control_dependencies([long_enough]):
+        indices = centre_clip_indices(video["num_frames"], method)
     return method.eval_clip(pipeline.decode_frames(video[modality], indices, modality))
 
 

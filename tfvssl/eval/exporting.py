@@ -20,7 +20,10 @@ features, float32: `embedding`, plus `p4`/`p5` where the method has stage featur
                                                             the graph
 
 A clip of another shape is rejected with an error naming the expected shape (signature
-shapes alone are not enforced when a signature is called). BatchNorm runs on its moving
+shapes alone are not enforced when a signature is called), and so are an empty batch, a
+record shorter than one clip's span (`serving_examples`; training skips such videos) and,
+unless exported with `assert_finite=False`, clips holding NaN or Inf (`serving_default`;
+the other two inputs cannot hold them). BatchNorm runs on its moving
 statistics in every signature. The `.keras` model is the same encoder as a functional model
 (input `clips`, all the encoder's outputs): called with `training=True`, as by `fit`, its
 BatchNorm layers use and update batch statistics, so it fine-tunes like the papers'
@@ -95,7 +98,17 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def export_encoder(method, encoder, export_dir, extra_info=None):
+def non_empty(batch, signature):
+    """`batch`, checked to hold at least one item: an empty one would fail deep inside the
+    encoder with an error that does not say why."""
+    check = tf.debugging.assert_positive(
+        tf.shape(batch)[0], message=f"{signature}: the batch is empty; send at least one input"
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(batch)
+
+
+def export_encoder(method, encoder, export_dir, extra_info=None, assert_finite=True):
     """Writes the SavedModel, `encoder.keras` and `export_info.json` into `export_dir`.
 
     Args:
@@ -104,6 +117,8 @@ def export_encoder(method, encoder, export_dir, extra_info=None):
         (`workdir.restore_encoder`).
       export_dir: the version directory to create; it must not exist.
       extra_info: more entries for `export_info.json` (e.g. the checkpoint).
+      assert_finite: `serving_default` rejects clips holding NaN or Inf (otherwise their
+        embeddings are NaN, silently).
 
     Returns:
       The export_info dict.
@@ -119,15 +134,18 @@ def export_encoder(method, encoder, export_dir, extra_info=None):
         return pooled_outputs(encoder(clips, training=False))
 
     def serve_clips(clips):
-        return encode(tf.ensure_shape(clips, batch_of_clips))
+        clips = non_empty(tf.ensure_shape(clips, batch_of_clips), "serving_default")
+        if assert_finite:
+            clips = tf.debugging.assert_all_finite(clips, "serving_default: the clips hold NaN or Inf values")
+        return encode(clips)
 
     def serve_frames(frames):
-        return encode(method.normalize(tf.ensure_shape(frames, batch_of_clips)))
+        return encode(method.normalize(non_empty(tf.ensure_shape(frames, batch_of_clips), "serving_frames")))
 
     def serve_examples(examples):
         clips = tf.map_fn(
             lambda serialized: data.example_clip(method, serialized),
-            tf.ensure_shape(examples, [None]),
+            non_empty(tf.ensure_shape(examples, [None]), "serving_examples"),
             fn_output_signature=tf.TensorSpec(clip_shape, tf.float32),
         )
         return encode(clips)
@@ -158,8 +176,9 @@ def export_encoder(method, encoder, export_dir, extra_info=None):
         "outputs": {name: [-1, *spec.shape[1:]] for name, spec in sorted(outputs.items())},
         "examples_clip": (
             f"the centre {clip_shape[0]} frames at stride {method.clip_frame_stride()} of the "
-            "record, preprocessed by the method's evaluation transform"
+            "record, preprocessed by the method's evaluation transform; a shorter record is an error"
         ),
+        "assert_finite": assert_finite,
         "tfvssl_version": tfvssl.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,

@@ -73,6 +73,7 @@ class ClipMethod(methods.Method):
     """
 
     antialias = True
+    identity_flags = methods.Method.identity_flags + ("clip_length", "frame_size")
 
     def frame_size(self):
         """`(height, width)` frames are resized to."""

@@ -376,6 +376,7 @@ class DPC(methods.Method):
     decay to 1e-4 on a validation plateau, 128 px, batch 64 per GPU."""
 
     name = "dpc"
+    identity_flags = methods.Method.identity_flags + ("num_blocks", "block_length", "pred_step")
     recipe = dict(
         backbone="r2d3d18", resolution=128, per_replica_batch_size=64, optimizer="adam", lr=1e-3,
         weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,

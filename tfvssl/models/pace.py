@@ -305,6 +305,7 @@ class Pace(ClipMethod):
     6 epochs, 18 epochs of ~90k clips (UCF101 split 1 repeated 10 times)."""
 
     name = "pace"
+    identity_flags = ClipMethod.identity_flags + ("paces", "projection", "projection_dim")
     # OpenCV's bilinear resize, as the authors' loader (no antialiasing).
     antialias = False
     # Epochs of UCF101 split 1 x 10 (95,370 clips) at batch 30 are 3,179 steps. Momentum

@@ -335,6 +335,7 @@ class TemporalCPC(methods.Method):
     of 150k iterations (UCF101)."""
 
     name = "tcp"
+    identity_flags = methods.Method.identity_flags + ("num_segments", "segment_length", "ar_kernel_size")
     recipe = dict(
         backbone="resnet18_2d", resolution=224, batch_size=25, optimizer="sgd", lr=0.01,
         weight_decay=1e-4, lr_schedule="steps", lr_decay_steps=[20_000, 40_000, 60_000],

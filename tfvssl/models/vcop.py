@@ -144,6 +144,7 @@ class VCOP(ClipMethod):
     5e-4, 8 tuples a batch, 300 epochs."""
 
     name = "vcop"
+    identity_flags = ClipMethod.identity_flags + ("tuple_length",)
     recipe = dict(
         backbone="r21d", resolution=112, frame_size=["128", "171"], clip_length=16, clip_interval=8,
         tuple_length=3, batch_size=8, optimizer="sgd", lr=1e-3, weight_decay=5e-4,

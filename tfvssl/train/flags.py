@@ -22,6 +22,12 @@ flags.DEFINE_string("split", "train", "Split sub-directory of a dataset root to 
 flags.DEFINE_string("val_split", "test", "Split used for validation when the data root has it.")
 flags.DEFINE_string("val_data", None, "Validation shards (default: --val_split of the --data root).")
 flags.DEFINE_string("workdir", None, "Output directory (default: workdirs/<method>).")
+flags.DEFINE_boolean(
+    "overwrite", False,
+    "Delete the earlier run in --workdir (checkpoints, metrics, TensorBoard logs, plots; not its "
+    "exports) and start afresh. Without it a run resumes the workdir, and refuses one whose "
+    "flags.txt has another method, model or clip shape.",
+)
 flags.DEFINE_string("backbone", None, "Backbone (see tfvssl.models.backbones). Default: recipe.")
 flags.DEFINE_string("modality", "rgb", "Frames to read: rgb, flow or diff.")
 flags.DEFINE_integer("resolution", None, "Training crop size in pixels. Default: recipe.", lower_bound=8)

@@ -10,13 +10,20 @@ from absl import logging
 
 
 class MetricWriter:
-    """Writes each record to TensorBoard and as one JSON line; only the chief writes."""
+    """Writes each record to TensorBoard and as one JSON line; only the chief writes.
 
-    def __init__(self, workdir, enabled=True):
+    A run resumed at `start_step` continues `metrics.jsonl` from there: the records of
+    later steps, written before the interruption by the steps it repeats, are dropped, so
+    each step is in the file once.
+    """
+
+    def __init__(self, workdir, enabled=True, start_step=0):
         self.enabled = enabled
         if enabled:
             self.summary = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            path = os.path.join(workdir, "metrics.jsonl")
+            truncate_metrics(path, start_step)
+            self.jsonl = open(path, "a")
 
     def write(self, step, scalars):
         if not self.enabled:
@@ -34,6 +41,24 @@ class MetricWriter:
         if self.enabled:
             self.summary.close()
             self.jsonl.close()
+
+
+def truncate_metrics(path, step):
+    """Keeps the records of `metrics.jsonl` up to `step` (atomically); a line cut short by
+    a crash, which does not parse, is dropped too."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line.rstrip("\n") + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
 
 class Clock:

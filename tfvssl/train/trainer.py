@@ -6,10 +6,13 @@ weights, optimizer state, learning-rate schedule, curriculum stage, data positio
 dropout RNG state), then runs `model.train_step` replica-wise on the method's input
 pipeline, logging to TensorBoard, `metrics.jsonl` and the console, validating and
 checkpointing at intervals. A step with a non-finite loss is skipped and logged; after
-`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint.
+`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint. SIGTERM or
+SIGINT (Ctrl-C) stops a one-machine run at the next step boundary with a checkpoint.
 """
 
 import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -23,6 +26,44 @@ from tfvssl.train import strategy as strategies
 
 class NonFiniteLossError(RuntimeError):
     """Raised when too many steps had a non-finite loss."""
+
+
+class Interrupted(Exception):
+    """Raised when a stop signal ended the run after saving a checkpoint; `signum` is the
+    signal's number."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a request to stop at the next step boundary.
+
+    A preemption (SIGTERM) or Ctrl-C then costs no work: the trainer saves a checkpoint
+    and stops. A second signal acts as without this handler (Ctrl-C twice interrupts at
+    once). Only the main thread can take signals; elsewhere nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received = signum
+        signal.signal(signum, self.previous[signum])
 
 
 class DataPosition:
@@ -200,14 +241,19 @@ def train(method, config, workdir, strategy=None):
 
         return train_step
 
-    writer = reporting.MetricWriter(workdir, enabled=chief)
     current = int(step.numpy())
+    writer = reporting.MetricWriter(workdir, enabled=chief, start_step=current)
     clock = reporting.Clock(config.train_steps, current)
     val_every = config.val_every or config.checkpoint_every
     nonfinite = 0
     train_step, traced_stage = None, None
     interval = {}
     logs = {}
+    stop = StopSignals()
+    # On several machines a signal reaches one worker, whose save (a collective) would wait
+    # for the others forever: there, the signals keep their default effect.
+    if num_pipelines == 1:
+        stop.install()
     try:
         while current < config.train_steps:
             wanted = method.curriculum_stage(current)
@@ -258,11 +304,18 @@ def train(method, config, workdir, strategy=None):
                 schedule.on_validation(val_logs["loss"], current)
                 writer.write(current, {f"val/{name}": value for name, value in val_logs.items()})
                 logging.info("step %d validation: %s", current, _format(val_logs))
-            if current % config.checkpoint_every == 0 or current == config.train_steps:
+            if stop.received or current % config.checkpoint_every == 0 or current == config.train_steps:
                 path = checkpointer.save(current)
                 if path:
                     logging.info("saved %s", path)
+            if stop.received:
+                name = signal.Signals(stop.received).name
+                raise Interrupted(
+                    stop.received, f"{name}: stopped at step {current} with {checkpointer.latest}; run the "
+                    "same command to resume",
+                )
     finally:
+        stop.restore()
         writer.close()
     # Replicas and workers must end with identical weights; this line lets one compare them.
     logging.info("step %d weights fingerprint %.10e", current, weights_fingerprint(model))
