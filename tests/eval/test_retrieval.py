@@ -33,6 +33,6 @@ def test_recall_at_k_matches_brute_force():
 
 def test_a_video_feature_is_the_mean_of_its_clips():
     features = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0], [5.0, 5.0], [1.0, 1.0]])
-    videos, means = retrieval.video_features(features, np.array([4, 4, 1, 4, 1]))
-    np.testing.assert_array_equal(videos, [1, 4])
+    videos, means = retrieval.mean_features(features, np.array([[4], [4], [1], [4], [1]]))
+    np.testing.assert_array_equal(videos, [[1], [4]])
     np.testing.assert_allclose(means, [[0.5, 1.0], [3.0, 7 / 3]])
