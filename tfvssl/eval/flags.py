@@ -64,7 +64,7 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "classifier_blocks", None,
     "DPC/MemDPC: blocks per classifier clip, in training and at test. Default: the paper's, DPC 5 "
-    "(§3.5; the authors' eval/test.py: 8), MemDPC 8.", lower_bound=1,
+    "(§3.5; the authors' eval/test.py: 8), MemDPC the pretraining's (8, §5.3).", lower_bound=1,
 )
 flags.DEFINE_list(
     "classifier_segments", ["8", "15"],

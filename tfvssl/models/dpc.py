@@ -442,10 +442,11 @@ class DPC(methods.Method):
         return self.normalize(augment.resize(clip, self.config.resolution, method="nearest"))
 
     def downstream_clip(self, frames, seed):
-        # The authors' classifier training (eval/test.py; the papers give none): a random
-        # sized crop (area 0.5-1, aspect 3/4-4/3) resized to 224 (of 240), the nearest resize
-        # to the resolution as in pretraining, a flip and, for RGB, colour jitter (0.5, 0.5,
-        # 0.5, 0.25) on 30% of the clips, one draw for the whole clip.
+        # The authors' classifier training (eval/test.py; DPC's paper gives none, MemDPC's
+        # names "clip-wise random crop, random horizontal flip, and random color jittering",
+        # §5.3): a random sized crop (area 0.5-1, aspect 3/4-4/3) resized to 224 (of 240),
+        # the nearest resize to the resolution as in pretraining, a flip and, for RGB, colour
+        # jitter (0.5, 0.5, 0.5, 0.25) on 30% of the clips, one draw for the whole clip.
         crop_seed, flip_seed, colour_seed = sampling.split_seed(seed, 3)
         clip = augment.random_resized_crop(frames, self.crop_side(frames), crop_seed)
         clip = augment.resize_nearest_and_flip(clip, self.config.resolution, flip_seed)
