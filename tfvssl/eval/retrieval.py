@@ -95,10 +95,12 @@ class Retrieval:
 
 
 def run(config):
-    """Retrieval of the training videos by the test videos with a frozen export.
+    """Retrieval of the training videos by the test videos (`--retrieval_level=clip`: of the
+    training clips by the test clips) with a frozen export.
 
-    Writes `retrieval.json` (R@k and the settings) and `retrieval_features.npz` (the video
-    features, labels and each query's nearest neighbours, for `tfvssl.plots`) into
+    Writes `retrieval.json` (R@k and the settings) and `retrieval_features.npz` (the
+    features of the videos or clips, their videos, labels and names, their clips at clip
+    level, and each query's nearest neighbours, for `tfvssl.plots`) into
     `config.output_dir`; returns the JSON's path.
     """
     export_dir = exporting.find_export(config.encoder)
