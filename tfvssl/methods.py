@@ -121,6 +121,20 @@ class Method:
         the training normalisation)."""
         raise NotImplementedError
 
+    def downstream_clip(self, frames, seed):
+        """Random preprocessing of one clip for training a downstream classifier (probes,
+        fine-tuning): uint8 `[T, H, W, C]` frames of any size -> float32 `[T,
+        *clip_shape()[1:]]` (the paper's training transform of its action classifier, then
+        the training normalisation). All randomness derives from the `[2]` int `seed`."""
+        raise NotImplementedError
+
+    def classifier_method(self, config, training):
+        """The method as the clips of a downstream classifier see it: itself, or a copy whose
+        `clip_shape()` has the classifier's number of blocks or segments, in training
+        (`training=True`) or at test. `config` holds the evaluation flags."""
+        del config, training
+        return self
+
     def curriculum_stage(self, step):
         """The curriculum stage active at `step` (0 when the method has no curriculum)."""
         del step

@@ -51,8 +51,10 @@ def test_probe_finetune_retrieve_and_plots_from_the_command_line(trained_run, tm
                          "--train_features=cached", *common]) == 0
     results = read_json(tmp_path / "probe" / "results.json")
     check_results(results, num_videos=6)
-    # 24-frame videos, 8-frame windows every 4 frames: 5 clips each.
-    assert results["num_clips"] == 30 and results["encoder"] == export_dir
+    # DPC's classifier takes 5 blocks (of 2 frames here, the export's 4): 24-frame videos,
+    # 10-frame windows every 5 frames, 3 clips each.
+    assert results["train_clip_shape"] == results["test_clip_shape"] == [10, 32, 32, 3]
+    assert results["num_clips"] == 18 and results["encoder"] == os.path.join(export_dir, exporting.KERAS_FILE)
     epochs = [m["epoch"] for m in map(json.loads, open(tmp_path / "probe" / "metrics.jsonl"))]
     assert epochs == [1, 2]
 
@@ -96,6 +98,12 @@ def test_probe_finetune_retrieve_and_plots_from_the_command_line(trained_run, tm
         "finetune_confusion_matrix.png", "retrieval_tsne.png", "retrieval_similarity.png",
         "retrieval_retrieval_grid.png",
     ])
+
+    # Clip level: each of the 3 clips of a test video queries the training videos' clips.
+    assert cli("retrieve", [f"--encoder={export_dir}", f"--output_dir={tmp_path}/clip_retrieval",
+                            "--test_clips=uniform", "--num_clips=3", "--retrieval_level=clip"]) == 0
+    results = read_json(tmp_path / "clip_retrieval" / retrieval.RESULTS_FILE)
+    assert (results["num_queries"], results["num_gallery"], results["level"]) == (18, 36, "clip")
 
 
 def test_bad_requests_fail_naming_the_flag(trained_run, tmp_path, capsys):

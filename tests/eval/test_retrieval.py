@@ -33,6 +33,14 @@ def test_recall_at_k_matches_brute_force():
 
 def test_a_video_feature_is_the_mean_of_its_clips():
     features = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0], [5.0, 5.0], [1.0, 1.0]])
-    videos, means = retrieval.video_features(features, np.array([4, 4, 1, 4, 1]))
-    np.testing.assert_array_equal(videos, [1, 4])
+    videos, means = retrieval.mean_features(features, np.array([[4], [4], [1], [4], [1]]))
+    np.testing.assert_array_equal(videos, [[1], [4]])
     np.testing.assert_allclose(means, [[0.5, 1.0], [3.0, 7 / 3]])
+
+
+def test_at_clip_level_a_feature_is_the_mean_of_one_clips_crops():
+    features = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 1.0], [5.0, 5.0]])
+    keys = np.array([[4, 1], [4, 1], [4, 0], [2, 0]])  # (video, clip) of each view.
+    ids, means = retrieval.mean_features(features, keys)
+    np.testing.assert_array_equal(ids, [[2, 0], [4, 0], [4, 1]])
+    np.testing.assert_allclose(means, [[5.0, 5.0], [0.0, 1.0], [2.0, 1.0]])

@@ -104,3 +104,16 @@ def test_eval_clip_resizes_centre_crops_and_scales_to_unit():
     assert clip.shape == method.clip_shape() == (2, 8, 8, 3)
     np.testing.assert_allclose(clip[:, :, :3], 0.0, atol=1e-6)
     np.testing.assert_allclose(clip[:, :, 5:], 1.0, atol=1e-6)
+
+
+def test_retrieval_feature_is_conv5_max_pooled_over_1x2x2_and_flattened():
+    from tfvssl.models import clip_encoder, layers
+
+    # The authors' 512x2x3x3 feature of 16x112x112 clips through R(2+1)D (§4.1).
+    paper = clip_encoder.build_clip_encoder("r21d", (16, 112, 112, 3), layers.NormOptions())
+    assert paper.output["conv5_maxpool"].shape == (None, 9216)
+    encoder = clip_encoder.build_clip_encoder("r3d", (4, 64, 64, 3), layers.NormOptions())
+    out = encoder(tf.random.stateless_normal([2, 4, 64, 64, 3], [5, 0]))
+    conv5 = out["feature_map"].numpy()  # [2, 1, 4, 4, 512]: two 2x2 windows a side.
+    pooled = conv5.reshape(2, 1, 2, 2, 2, 2, 512).max(axis=(3, 5))
+    np.testing.assert_allclose(out["conv5_maxpool"], pooled.reshape(2, -1), rtol=1e-6)

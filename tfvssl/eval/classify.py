@@ -1,16 +1,20 @@
 """Action classification with a pretrained encoder: probes and fine-tuning, one `fit` loop.
 
-- Probe (`tfvssl.probe`): the exported SavedModel as a frozen `TFSMLayer` (BatchNorm on
-  moving statistics), a linear or MLP head trained on its feature; the head trains on
-  augmented clips through the encoder (the papers) or on cached features (fast).
+- Probe (`tfvssl.probe`): the exported `.keras` encoder, frozen (run in inference:
+  BatchNorm on moving statistics, no dropout), a linear or MLP head trained on its feature;
+  the head trains on augmented clips through the encoder (the papers) or on cached
+  features (fast).
 - Fine-tune (`tfvssl.finetune`): the exported `.keras` encoder (or one rebuilt from a
   checkpoint) and the head, all trained end to end; BatchNorm uses and updates batch
   statistics in training.
 Both train a `Classifier` with Keras `fit` (Adam or SGD, PyTorch's coupled L2 weight decay
 or L2-SP, step decays of the learning rate at epochs) on one random clip per labelled
-training video per epoch (`--label_fraction` for the low-label regime), then score the
-test set with the shared test-time protocol (`data.evaluation_dataset` and
-`protocol.evaluate`), writing `results.json`, `metrics.jsonl` and `classifier.keras`.
+training video per epoch (`--label_fraction` for the low-label regime), augmented by the
+method's `downstream_clip`, then score the test set with the shared test-time protocol
+(`data.evaluation_dataset` and `protocol.evaluate`), writing `results.json`,
+`metrics.jsonl` and `classifier.keras`. The clips of training and test may differ in
+length (`Method.classifier_method`: DPC's 5 blocks, temporal CPC's 8 and 15 segments), so
+the encoder is the method's own, which takes any number of blocks or segments.
 """
 
 import dataclasses
@@ -93,7 +97,7 @@ class Classifier(keras.Model):
 
     Args:
       encoder: a layer returning a dict of features (a `.keras` encoder or a `TFSMLayer`),
-        or None.
+        or None; a frozen one (`trainable=False`) always runs in inference.
       head: the head (`build_head`).
       feature: the encoder output the head reads.
       weight_decay: coupled L2 coefficient.
@@ -111,7 +115,9 @@ class Classifier(keras.Model):
             self.initial_values = [tf.constant(v.numpy()) for v in encoder.trainable_variables]
 
     def call(self, inputs, training=None):
-        features = inputs if self.encoder is None else self.encoder(inputs, training=training)[self.feature]
+        if self.encoder is None:
+            return self.head(inputs, training=training)
+        features = self.encoder(inputs, training=bool(training) and self.encoder.trainable)[self.feature]
         return self.head(features, training=training)
 
     def weight_penalty(self):
@@ -193,24 +199,27 @@ def load_encoder(path, frozen):
 
     Args:
       path: an export directory or a pretraining workdir.
-      frozen: True: the SavedModel as a frozen `TFSMLayer` (a workdir: its newest export);
-        False: the trainable `.keras` encoder of an export, or, for a workdir, the encoder
-        rebuilt from its newest checkpoint.
+      frozen: True: the `.keras` encoder of the export, frozen (a workdir: of its newest
+        export); False: the same, trainable, or, for a workdir, the encoder rebuilt from its
+        newest checkpoint.
 
     Returns:
-      `(method, encoder, source)`; `source` names what was loaded.
+      `(method, encoder, source)`; `source` names what was loaded. The encoder is the
+      method's own model, without the export's fixed input shape: it takes clips of any
+      number of blocks or segments.
     """
     if frozen:
-        export_dir = exporting.find_export(path)
-        return exporting.load_method(export_dir), exporting.load_saved_model_layer(export_dir), export_dir
+        path = exporting.find_export(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        keras_path = os.path.join(path, exporting.KERAS_FILE)
-        return exporting.load_method(path), exporting.load_keras_encoder(path), keras_path
+        # The export wraps the encoder in a functional model with a fixed `clips` input.
+        encoder = exporting.load_keras_encoder(path).layers[-1]
+        encoder.trainable = not frozen
+        return exporting.load_method(path), encoder, os.path.join(path, exporting.KERAS_FILE)
     if not os.path.isfile(os.path.join(path, workdir.FLAGS_FILE)):
         raise ValueError(f"--encoder={path}: neither an export directory nor a pretraining workdir")
     method = workdir.load_method(path)
     encoder, checkpoint = workdir.restore_encoder(method, path)
-    return method, exporting.keras_encoder(method, encoder), checkpoint
+    return method, encoder, checkpoint
 
 
 def run(config, frozen):
@@ -225,7 +234,10 @@ def run(config, frozen):
     os.makedirs(config.output_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     method, encoder, source = load_encoder(config.encoder, frozen)
-    available = sorted(encoder(tf.zeros([1, *method.clip_shape()]), training=False))
+    train_method = method.classifier_method(config, training=True)
+    test_method = method.classifier_method(config, training=False)
+    outputs = encoder(tf.zeros([1, *train_method.clip_shape()]), training=False)
+    available = sorted(exporting.pooled_outputs(outputs))
     if config.feature not in available:
         raise ValueError(f"--feature={config.feature}: the encoder outputs {', '.join(available)}")
     data_root = config.data or method.config.data
@@ -245,7 +257,7 @@ def run(config, frozen):
         # The head alone learns from the frozen features of fixed clips, computed once.
         features = data.run_views(
             lambda clips: encoder(clips)[config.feature],
-            data.evaluation_dataset(train_split.files, method, config.views, config.batch_size, selected),
+            data.evaluation_dataset(train_split.files, train_method, config.views, config.batch_size, selected),
         )
         dataset = (
             tf.data.Dataset.from_tensor_slices((features["outputs"], features["label"]))
@@ -260,14 +272,14 @@ def run(config, frozen):
             encoder, head, config.feature, weight_decay, decay_to_initial=config.weight_decay_to == "pretrained"
         )
         dataset = data.training_dataset(
-            train_split.files, method, config.batch_size, config.seed, selected, config.shuffle_buffer
+            train_split.files, train_method, config.batch_size, config.seed, selected, config.shuffle_buffer
         )
         steps_per_epoch = max(1, len(selected) // config.batch_size)
         train(classifier, dataset, config, steps_per_epoch, config.output_dir)
 
     views = data.run_views(
         lambda clips: classifier(clips, training=False),
-        data.evaluation_dataset(test_split.files, method, config.views, config.batch_size),
+        data.evaluation_dataset(test_split.files, test_method, config.views, config.batch_size),
     )
     results = protocol.evaluate(
         views["outputs"], views["video"], views["clip"], views["label"], class_names, test_split.names,
@@ -279,12 +291,13 @@ def run(config, frozen):
         mode="probe" if frozen else "finetune", encoder=source, head=config.head, feature=config.feature,
         views=dataclasses.asdict(config.views), label_fraction=config.label_fraction,
         train_videos=len(selected), epochs=config.epochs, data=data_root, split=config.split,
-        test_split=config.test_split,
+        test_split=config.test_split, train_clip_shape=list(train_method.clip_shape()),
+        test_clip_shape=list(test_method.clip_shape()),
     )
     path = os.path.join(config.output_dir, RESULTS_FILE)
     protocol.write_json(path, results)
     classifier_path = os.path.join(config.output_dir, CLASSIFIER_FILE)
-    save_classifier(method.clip_shape(), encoder, head, config.feature, classifier_path)
+    save_classifier(test_method.clip_shape(), encoder, head, config.feature, classifier_path)
     logging.info("%s", protocol.summary(results))
     return path
 

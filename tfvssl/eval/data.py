@@ -3,9 +3,9 @@
 Everything goes through the `Method` interface, so every method is evaluated the same way:
 a clip is `clip_shape()[0]` frames at `clip_frame_stride()`.
 
-- Training clips (probe and fine-tune): a random window, then a clip-consistent random
-  resized crop (area 0.5-1, aspect 3/4-4/3, the authors' `RandomSizedCrop`) and flip, then
-  the method's `normalize`.
+- Training clips (probe and fine-tune): a random window, then the method's own training
+  transform of its paper's classifier, `downstream_clip` (e.g. VCOP: a random crop of the
+  128x171 resize, never flipped; DPC: a random sized crop, flip and colour jitter).
 - Test views: per video, its clips (`sliding_windows` with half overlap by default, as DPC
   and MemDPC; or `uniform_clips`, as VCOP and Pace) times its crops: one crop is the
   method's own test transform `eval_clip`; 3, 5 or 10 crops (MemDPC's ten-crop) are
@@ -149,29 +149,12 @@ def train_clip(method, video, seed):
     Returns:
       float32 `method.clip_shape()`.
     """
-    window_seed, crop_seed, flip_seed = sampling.split_seed(seed, 3)
+    window_seed, clip_seed = sampling.split_seed(seed, 2)
     modality = method.modalities[0]
     length = method.clip_shape()[0]
     indices = sampling.sample_clip(video["num_frames"], length, window_seed, method.clip_frame_stride())
     frames = pipeline.decode_frames(video[modality], indices, modality)
-    return augmented_clip(method, frames, crop_seed, flip_seed)
-
-
-def augmented_clip(method, frames, crop_seed, flip_seed):
-    """The training augmentation of decoded frames: a clip-consistent random resized crop to
-    the encoder's size and flip, then the method's normalisation.
-
-    Args:
-      method: the `Method`.
-      frames: uint8 `[T, H, W, C]`, any T and size.
-      crop_seed, flip_seed: `[2]` int tensors.
-
-    Returns:
-      float32 `[T, *method.clip_shape()[1:]]`.
-    """
-    _, height, width, _ = method.clip_shape()
-    clip = augment.random_resized_crop(frames, (height, width), crop_seed)
-    return method.normalize(augment.random_flip(clip, flip_seed))
+    return method.downstream_clip(frames, clip_seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,8 @@
     export_info.json             method, clip shape, normalisation, outputs, versions, config
 
 The SavedModel has three signatures with the same outputs (the encoder's pooled `[B, D]`
-features, float32: `embedding`, plus `p4`/`p5` where the method has stage features):
+features, float32: `embedding`, plus `p4`/`p5` and `conv5_maxpool` where the method has
+stage features):
 
     serving_default   clips     float32 [None, T, H, W, C]  already normalised
     serving_frames    frames    uint8   [None, T, H, W, C]  the method's normalisation runs

@@ -22,7 +22,11 @@ flags.DEFINE_string(
     "checkpoint).",
 )
 flags.DEFINE_string("output_dir", None, "Where results, metrics.jsonl and the classifier are written.")
-flags.DEFINE_string("feature", "embedding", "Encoder output to use: embedding, or p4/p5 where the method has them.")
+flags.DEFINE_string(
+    "feature", "embedding",
+    "Encoder output to use: embedding, or p4/p5/conv5_maxpool (VCOP's retrieval feature) where the "
+    "method has them.",
+)
 flags.DEFINE_string("test_split", "test", "Split of --data evaluated (retrieval: the queries).")
 
 # ---- Test-time protocol --------------------------------------------------------------------------
@@ -49,7 +53,23 @@ flags.DEFINE_enum(
     "logits (VCOP's test code).",
 )
 
+flags.DEFINE_enum(
+    "retrieval_level", "video", ["video", "clip"],
+    "tfvssl.retrieve: video = each test video's mean clip feature queries the training videos' "
+    "(VCOP's retrieve_clips.py, MemDPC); clip = every test clip queries the training clips (the "
+    "VCOP and Pace papers, §4.1 and §4.4).",
+)
+
 # ---- Classifier training (probe and fine-tune) ---------------------------------------------
+flags.DEFINE_integer(
+    "classifier_blocks", None,
+    "DPC/MemDPC: blocks per classifier clip, in training and at test. Default: the paper's, DPC 5 "
+    "(§3.5; the authors' eval/test.py: 8), MemDPC the pretraining's (8, §5.3).", lower_bound=1,
+)
+flags.DEFINE_list(
+    "classifier_segments", ["8", "15"],
+    "Temporal CPC: segments per classifier clip in training and at test, train,test (§4.2.4: 8,15).",
+)
 flags.DEFINE_enum(
     "head", "linear", ["linear", "fc", "mlp"],
     "linear: BatchNorm -> dropout -> linear (DPC, MemDPC, temporal CPC); fc: dropout -> linear "
@@ -107,6 +127,13 @@ def resolve(flag_values, recipe_holder):
     if config.batch_size is None:
         raise ValueError("--batch_size: the recipe sets none; give one")
     config.lr_decay_epochs = [int(epoch) for epoch in config.lr_decay_epochs or []]
+    segments = ",".join(config.classifier_segments)
+    try:
+        config.classifier_segments = [int(number) for number in config.classifier_segments]
+    except ValueError:
+        config.classifier_segments = []
+    if len(config.classifier_segments) != 2 or min(config.classifier_segments) < 1:
+        raise ValueError(f"--classifier_segments={segments}: needs two positive integers, train,test")
     config.views = data.Views(
         test_clips=config.test_clips, num_clips=config.num_clips, window_stride=config.window_stride,
         num_crops=config.num_crops, crop_fraction=config.test_crop_fraction,

@@ -18,8 +18,9 @@ unintentional, by one of two classifiers:
 Frozen (the default, the paper's "Freeze" column): the encoder (and the GRU and memory) run
 in inference, BatchNorm on moving statistics, and only xi trains, on features computed once
 (`--train_features=cached`: each clip's test transform) or on augmented clips
-(`augmented`). `--finetune` trains everything on augmented clips. The augmentation is one
-random resized crop and flip per window, as the authors' clip-consistent crops.
+(`augmented`). `--finetune` trains everything on augmented clips. The augmentation is the
+method's classifier training transform (`Method.downstream_clip`; MemDPC: a random sized
+crop, flip and colour jitter), one draw per window, as the authors' clip-consistent crops.
 
 Training windows: each epoch, every video gives the windows of its `oops.training_windows`
 (at most 10 clips drawn from its oversampled clip list, each at a random step of its
@@ -378,7 +379,7 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
         video = records.parse_sequence_example(record, method.modalities)
         indices, labels, (left, right) = _video_clips(video, frames_per_step, borders)
         pool_seed, epoch_seed = _window_seeds(config.seed, offset, len(videos.names))
-        seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 3))
+        seed, clip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 2))
         clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video)
         # Steps past the end show the last clip; they carry no label.
         frame_indices = tf.gather(indices, tf.minimum(tf.maximum(clips, 0), tf.shape(indices)[0] - 1))
@@ -387,7 +388,7 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
             frames = pipeline.decode_frames(video[modality], tf.reshape(frame_indices, [-1]), modality)
             frames = oops.trim_borders(frames, left, right)
             fold_in = tf.random.experimental.stateless_fold_in
-            clip = data.augmented_clip(method, frames, fold_in(crop_seed, window), fold_in(flip_seed, window))
+            clip = method.downstream_clip(frames, fold_in(clip_seed, window))
             shape = tf.concat([[num_steps, frames_per_step], tf.shape(clip)[1:]], 0)
             return tf.reshape(clip, shape), window_labels
 

@@ -1,10 +1,12 @@
 """Nearest-neighbour video retrieval with a frozen encoder (no labels seen in training).
 
-Each test video queries the training videos; a video's feature is the mean of its clips'
-features (one of the encoder's pooled outputs: `embedding`, or `p4`/`p5` for the 3-D CNNs);
-neighbours are ranked by cosine similarity; a query is correct at k when any of its k
-nearest training videos has its label (R@k, k = 1, 5, 10, 20, 50). The papers use two
-conventions for the clips, both available through `data.Views`:
+Each test video queries the training videos (`--retrieval_level=video`): a video's feature is
+the mean of its clips' features (one of the encoder's pooled outputs: `embedding`, `p4`/`p5`
+or VCOP's `conv5_maxpool` for the 3-D CNNs); or each test clip queries the training clips
+(`--retrieval_level=clip`, the VCOP and Pace papers), a clip's feature the mean of its
+crops'. Neighbours are ranked by cosine similarity; a query is correct at k when any of its
+k nearest training videos (clips) has its label (R@k, k = 1, 5, 10, 20, 50). The papers use
+two conventions for the clips, both available through `data.Views`:
 - VCOP / Pace: 10 uniformly spaced clips per video, centre crop (`--test_clips=uniform`);
 - MemDPC: every sliding window of the clip's span (`--test_clips=windows`).
 """
@@ -22,20 +24,21 @@ RESULTS_FILE = "retrieval.json"
 FEATURES_FILE = "retrieval_features.npz"
 
 
-def video_features(view_features, videos):
-    """Mean feature of each video's views.
+def mean_features(view_features, keys):
+    """Mean feature of the views that share a key.
 
     Args:
       view_features: `[V, D]`.
-      videos: `[V]` int, each view's video.
+      keys: `[V, K]` int, each view's key (its video, or its video and clip).
 
     Returns:
-      `(video_ids [N], features [N, D])`, videos sorted.
+      `(ids [N, K], features [N, D])`, keys sorted.
     """
-    video_ids, positions = np.unique(videos, return_inverse=True)
-    sums = np.zeros((len(video_ids), view_features.shape[1]))
+    ids, positions = np.unique(keys, axis=0, return_inverse=True)
+    positions = positions.reshape(-1)
+    sums = np.zeros((len(ids), view_features.shape[1]))
     np.add.at(sums, positions, view_features)
-    return video_ids, sums / np.bincount(positions)[:, None]
+    return ids, sums / np.bincount(positions)[:, None]
 
 
 def nearest_neighbours(queries, gallery, k):
@@ -92,10 +95,12 @@ class Retrieval:
 
 
 def run(config):
-    """Retrieval of the training videos by the test videos with a frozen export.
+    """Retrieval of the training videos by the test videos (`--retrieval_level=clip`: of the
+    training clips by the test clips) with a frozen export.
 
-    Writes `retrieval.json` (R@k and the settings) and `retrieval_features.npz` (the video
-    features, labels and each query's nearest neighbours, for `tfvssl.plots`) into
+    Writes `retrieval.json` (R@k and the settings) and `retrieval_features.npz` (the
+    features of the videos or clips, their videos, labels and names, their clips at clip
+    level, and each query's nearest neighbours, for `tfvssl.plots`) into
     `config.output_dir`; returns the JSON's path.
     """
     export_dir = exporting.find_export(config.encoder)
@@ -114,10 +119,14 @@ def run(config):
             lambda clips: encoder(clips)[config.feature],
             data.evaluation_dataset(split.files, method, config.views, config.batch_size),
         )
-        videos, features = video_features(views["outputs"], views["video"])
+        keys = [views["video"], views["clip"]] if config.retrieval_level == "clip" else [views["video"]]
+        ids, features = mean_features(views["outputs"], np.stack(keys, axis=1))
+        videos = ids[:, 0]
         sets[role] = dict(
             videos=videos, features=features, labels=split.labels[videos], names=[split.names[v] for v in videos]
         )
+        if config.retrieval_level == "clip":
+            sets[role]["clips"] = ids[:, 1]
     recalls, neighbours, similarities = retrieve(
         sets["query"]["features"], sets["query"]["labels"], sets["gallery"]["features"], sets["gallery"]["labels"]
     )
@@ -130,6 +139,7 @@ def run(config):
     results = {
         "recall": recalls,
         "feature": config.feature,
+        "level": config.retrieval_level,
         "views": dataclasses.asdict(config.views),
         "num_queries": len(sets["query"]["videos"]),
         "num_gallery": len(sets["gallery"]["videos"]),

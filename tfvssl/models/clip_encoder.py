@@ -36,10 +36,14 @@ def build_clip_encoder(backbone, input_shape, norm, name="encoder"):
 
     Returns:
       A functional model from float clips `[B, T, H, W, C]` to
-      `{"embedding": [B, D], "feature_map": [B, t, h, w, D], "p5": [B, D], "p4": [B, D4]}`:
-      the feature map is the last stage; `p5` (= `embedding`, the authors' classifier input)
-      and `p4` are the last two stages averaged over time and space, the retrieval features
-      of the Pace paper. Pooled features are float32 under mixed precision.
+      `{"embedding": [B, D], "feature_map": [B, t, h, w, D], "p5": [B, D], "p4": [B, D4],
+      "conv5_maxpool": [B, t * (h // 2) * (w // 2) * D]}`: the feature map is the last
+      stage; `p5` (= `embedding`, the authors' classifier input) and `p4` are the last two
+      stages averaged over time and space, the retrieval features of the Pace paper;
+      `conv5_maxpool` is VCOP's retrieval feature (§4.1 and its `retrieve_clips.py`), the
+      last stage max-pooled over (1, 2, 2) windows and flattened (512x2x3x3 = 9,216 values
+      for 16x112x112 clips; absent when the last stage is smaller than 2x2). Pooled
+      features are float32 under mixed precision.
     """
     net = build_backbone(backbone, input_shape, norm=norm, name="backbone")
     clips = keras.Input(input_shape, name="clips")
@@ -48,6 +52,11 @@ def build_clip_encoder(backbone, input_shape, norm, name="encoder"):
     p5 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p5")(maps["stage5"])
     p4 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p4")(maps["stage4"])
     outputs = {"embedding": p5, "feature_map": maps["stage5"], "p5": p5, "p4": p4}
+    if min(maps["stage5"].shape[2:4]) >= 2:  # Tiny clips' 1x1 maps have no 2x2 window.
+        # Flattened channels-last (t, h, w, D), not the authors' (D, t, h, w): one fixed
+        # permutation of every feature, which leaves their cosine similarities as they were.
+        conv5 = keras.layers.MaxPooling3D((1, 2, 2), dtype="float32", name="conv5_pool")(maps["stage5"])
+        outputs["conv5_maxpool"] = keras.layers.Flatten(dtype="float32", name="conv5_maxpool")(conv5)
     return keras.Model(clips, outputs, name=name)
 
 

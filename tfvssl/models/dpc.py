@@ -377,6 +377,9 @@ class DPC(methods.Method):
 
     name = "dpc"
     identity_flags = methods.Method.identity_flags + ("num_blocks", "block_length", "pred_step")
+    # Blocks of the action classifier's clips: "we take T = 5" (§3.5 and appendix A); the
+    # authors' eval/test.py takes the pretraining's 8 (`--classifier_blocks=8`).
+    classifier_blocks = 5
     recipe = dict(
         backbone="r2d3d18", resolution=128, per_replica_batch_size=64, optimizer="adam", lr=1e-3,
         weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,
@@ -428,12 +431,34 @@ class DPC(methods.Method):
     def normalize(self, frames):
         return augment.normalize(tf.image.convert_image_dtype(frames, tf.float32), "imagenet")
 
+    def crop_side(self, frames):
+        """Side of the evaluation crops of `[T, H, W, C]` frames: `crop_fraction` of the
+        short side (224 of 240)."""
+        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
+        return tf.cast(tf.round(tf.cast(short_side, tf.float32) * self.config.crop_fraction), tf.int32)
+
     def eval_clip(self, frames):
         # The authors' test transform: centre crop (224 of 240), nearest resize to the size.
-        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
-        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * self.config.crop_fraction), tf.int32)
-        clip = augment.resize(augment.center_crop(frames, crop), self.config.resolution, method="nearest")
+        clip = augment.center_crop(frames, self.crop_side(frames))
+        return self.normalize(augment.resize(clip, self.config.resolution, method="nearest"))
+
+    def downstream_clip(self, frames, seed):
+        # The authors' classifier training (eval/test.py; DPC's paper gives none, MemDPC's
+        # names "clip-wise random crop, random horizontal flip, and random color jittering",
+        # §5.3): a random sized crop (area 0.5-1, aspect 3/4-4/3) resized to 224 (of 240),
+        # the nearest resize to the resolution as in pretraining, a flip and, for RGB, colour
+        # jitter (0.5, 0.5, 0.5, 0.25) on 30% of the clips, one draw for the whole clip.
+        crop_seed, flip_seed, colour_seed = sampling.split_seed(seed, 3)
+        clip = augment.random_resized_crop(frames, self.crop_side(frames), crop_seed)
+        clip = augment.resize_nearest_and_flip(clip, self.config.resolution, flip_seed)
+        if self.modalities[0] == "rgb":
+            clip = augment.color_jitter(clip, colour_seed, 0.5, 0.5, 0.5, 0.25, prob=0.3, per_frame=False)
         return self.normalize(clip)
+
+    def classifier_method(self, config, training):
+        del training  # The same clips in training and at test.
+        blocks = config.classifier_blocks or self.classifier_blocks or self.config.num_blocks
+        return type(self)({**vars(self.config), "num_blocks": blocks})
 
     def curriculum_stage(self, step):
         for index, (_, until) in enumerate(self.stages()):

@@ -209,6 +209,9 @@ class MemDPC(dpc.DPC):
 
     name = "memdpc"
     identity_flags = dpc.DPC.identity_flags + ("mem_size", "bidirectional")
+    # The classifier's input "follows the same frame sampling procedure" as pretraining
+    # (§5.3): its number of blocks (8).
+    classifier_blocks = None
     recipe = dict(
         backbone="r2d3d18", resolution=128, per_replica_batch_size=16, optimizer="adam", lr=1e-3,
         weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,

@@ -387,6 +387,12 @@ class Pace(ClipMethod):
             sync_bn=c.sync_bn, weight_decay=c.weight_decay if c.optimizer != "adamw" else 0.0,
         )
 
+    def downstream_clip(self, frames, seed):
+        # Fine-tuning preprocesses "the same as the self-supervised pre-training stage" (§4.1),
+        # whose augmentation is the clip's random crop and flip; the per-frame colour jitter
+        # is part of the pretext task (§3.1), against telling paces from frame statistics.
+        return self.normalize(self.crop_and_flip(self.resize(frames), seed))
+
     def normalize(self, frames):
         # Raw 0-255 values, no mean or scale, as the authors' loader; BGR on request. The
         # authors jitter their BGR frames as if RGB; here jitter sees RGB either way, which

@@ -377,8 +377,7 @@ class TemporalCPC(methods.Method):
         indices = sampling.sample_segments(video["num_frames"], num_segments, length, sample_seed)
         frames = pipeline.decode_frames(video[c.modality], tf.reshape(indices, [-1]), c.modality)
         segments = tf.reshape(frames, tf.concat([[num_segments, length], tf.shape(frames)[1:]], 0))
-        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
-        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * c.segment_crop_fraction), tf.int32)
+        crop = self.crop_side(frames)
 
         def crop_segment(segment, segment_seed):
             return augment.resize(augment.random_crop(segment, crop, segment_seed), size)
@@ -420,8 +419,25 @@ class TemporalCPC(methods.Method):
     def normalize(self, frames):
         return normalize_frames(frames, self.config.modality)
 
+    def crop_side(self, frames):
+        """Side of the square crops of `[T, H, W, C]` frames: `segment_crop_fraction` of the
+        short side (224 of 256)."""
+        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
+        return tf.cast(tf.round(tf.cast(short_side, tf.float32) * self.config.segment_crop_fraction), tf.int32)
+
     def eval_clip(self, frames):
         # The supervised stage's test view: the centre crop of the training crop's size.
-        short_side = tf.minimum(tf.shape(frames)[1], tf.shape(frames)[2])
-        crop = tf.cast(tf.round(tf.cast(short_side, tf.float32) * self.config.segment_crop_fraction), tf.int32)
-        return self.normalize(augment.resize(augment.center_crop(frames, crop), self.config.resolution))
+        clip = augment.center_crop(frames, self.crop_side(frames))
+        return self.normalize(augment.resize(clip, self.config.resolution))
+
+    def downstream_clip(self, frames, seed):
+        # §4.2.2: supervised stages crop the whole clip at one random position (every
+        # segment alike) and flip it; no colour dropping.
+        crop_seed, flip_seed = sampling.split_seed(seed, 2)
+        clip = augment.resize(augment.random_crop(frames, self.crop_side(frames), crop_seed), self.config.resolution)
+        return self.normalize(augment.random_flip(clip, flip_seed))
+
+    def classifier_method(self, config, training):
+        # §4.2.4: the classifier trains on 8 segments and is tested on 15.
+        train, test = config.classifier_segments
+        return type(self)({**vars(self.config), "num_segments": train if training else test})

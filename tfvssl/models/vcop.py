@@ -179,3 +179,8 @@ class VCOP(ClipMethod):
 
     def normalize(self, frames):
         return augment.normalize(frames, "unit")
+
+    def downstream_clip(self, frames, seed):
+        # The authors' fine-tuning (`ft_classify.py`; the paper gives none): the pretraining
+        # resize and random crop, never a flip.
+        return self.normalize(augment.random_crop(self.resize(frames), self.config.resolution, seed))
