@@ -64,7 +64,7 @@ def test_tcp_flagfile_learns_above_chance(tiny_dataset, tmp_path):
         "--lr=1e-3",
     ])
     c = method.config
-    assert (c.optimizer, c.momentum, c.weight_decay, c.tcp_loss) == ("sgd", 0.9, 1e-4, "mean")
+    assert (c.optimizer, c.momentum, c.weight_decay, c.tcp_loss, c.grad_clip_norm) == ("sgd", 0.9, 1e-4, "sum", 10.0)
     # Every prediction is scored against the B * T segments of the batch.
     chance = 1 / (c.batch_size * c.num_segments)
     assert final_top1(metrics) > 2.5 * chance
