@@ -321,8 +321,13 @@ class TemporalContrastivePretraining(PretextModel):
         videos = tf.range(tf.shape(outputs["predictions"])[0])[:, None] * self.num_segments
         positives = offset + tf.reshape(videos + self._pair_targets[None, :], [-1])
         per_prediction, logits = losses.info_nce(tf.reshape(outputs["predictions"], [-1, depth]), keys, positives)
-        reduce = tf.reduce_sum if self.loss_reduction == "sum" else tf.reduce_mean
-        logs = {"loss": reduce(per_prediction)}
+        if self.loss_reduction == "sum":
+            # Eq. 2 sums over the global batch, and the trainer averages the replicas' losses.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = tf.reduce_sum(per_prediction) * replicas
+        else:
+            loss = tf.reduce_mean(per_prediction)
+        logs = {"loss": loss}
         for k in (1, 5):
             logs[f"top{k}"] = losses.top_k_accuracy(logits, positives, k)
         return logs

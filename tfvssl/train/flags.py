@@ -79,7 +79,7 @@ flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps (cosine schedule)."
 flags.DEFINE_float(
     "grad_clip_norm", None,
     "Clip the norm of each update's gradient (the global batch's, weight decay included) to "
-    "this. Default: recipe (none).", lower_bound=0.0,
+    "this; with --grad_accum_steps, of each batch's. Default: recipe (none).", lower_bound=0.0,
 )
 flags.DEFINE_integer(
     "grad_accum_steps", 1, "Accumulate gradients over this many batches per update.", lower_bound=1
