@@ -37,6 +37,12 @@ flags.DEFINE_integer(
     "num_steps", 4, "Predictive classifier: consecutive one-second clips per window, in training and test.",
     lower_bound=1,
 )
+flags.DEFINE_enum(
+    "window_loss", "anchor", ["anchor", "every_step"],
+    "Predictive classifier, training: the loss on the step of each window that holds the clip drawn from "
+    "the video's oversampled clips (the class balance MemDPC appendix B intends), or on every step (the "
+    "other steps follow the video's own, transitional-poor mix).",
+)
 flags.DEFINE_integer(
     "clips_per_video", oops_labels.CLIPS_PER_VIDEO,
     "Training clips drawn per video and epoch from its oversampled clips (the Oops code: 10).", lower_bound=1,

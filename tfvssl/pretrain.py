@@ -33,8 +33,8 @@ def effective_config(flag_values=FLAGS):
     config = train_flags.resolve_config(flag_values, method_cls)
     if config.batch_size is None and config.per_replica_batch_size is None:
         raise ValueError(f"--batch_size: the {config.method} recipe sets none; give one")
-    if config.lr_schedule == "steps" and not config.lr_decay_steps:
-        raise ValueError("--lr_decay_steps: the steps schedule needs at least one step")
+    if config.lr_schedule == "steps" and not (config.lr_decay_steps or config.lr_decay_at_epochs):
+        raise ValueError("--lr_decay_steps: the steps schedule needs at least one step (or --lr_decay_at_epochs)")
     if config.lr_schedule in ("steps", "plateau") and config.lr_decay_factor is None:
         raise ValueError(f"--lr_decay_factor: the {config.lr_schedule} schedule needs one")
     method = method_cls(config)

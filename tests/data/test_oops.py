@@ -152,12 +152,15 @@ def test_labels_match_the_authors_index_ranges_on_random_videos():
         assert ours == authors_labels(grid["start"].numpy(), grid["end"].numpy(), t_fail)
 
 
-def test_step_frames_are_evenly_spaced_from_the_first():
-    clip = tf.range(100, 116)
+def test_step_frames_are_a_pretraining_block_from_the_clip_start():
+    clip = tf.constant([[100 + (25 * r) // 16 for r in range(16)]])  # A 25 fps video's clip.
 
-    assert oops.step_frames(clip, 4).numpy().tolist() == [100, 104, 108, 112]
-    assert oops.step_frames(clip, 5).numpy().tolist() == [100, 103, 106, 109, 112]
-    assert oops.step_frames(clip, 16).numpy().tolist() == list(range(100, 116))
+    # MemDPC's blocks, 5 frames 3 apart: 0.6 s of the 25 fps video, not 5 of the 16 spread
+    # over the clip's second.
+    assert oops.step_frames(clip, 5, 3, 1000).numpy().tolist() == [[100, 103, 106, 109, 112]]
+    assert oops.step_frames(clip, 4, 6, 1000).numpy().tolist() == [[100, 106, 112, 118]]
+    assert oops.step_frames(clip, 16, 1, 1000).numpy().tolist() == [list(range(100, 116))]
+    assert oops.step_frames(clip, 4, 6, 110).numpy().tolist() == [[100, 106, 109, 109]]  # Video end.
 
 
 # ---- Oversampling ---------------------------------------------------------------------------------
@@ -272,13 +275,22 @@ def test_training_windows_hold_their_drawn_clip_and_start_in_the_video():
         num_steps = int(rng.integers(1, 6))
 
         pool_seed, seed = tf.constant([trial, 1]), tf.constant([trial, 0])
-        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed)
+        clips, anchor_labels = oops.training_windows(labels, num_steps, pool_seed, seed)
+        same_clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, every_step=True)
 
-        clips, window_labels = clips.numpy(), window_labels.numpy()
+        clips, anchor_labels, window_labels = clips.numpy(), anchor_labels.numpy(), window_labels.numpy()
+        np.testing.assert_array_equal(clips, same_clips)
         assert clips.shape == (min(oops.CLIPS_PER_VIDEO, len(oops.oversample(labels, [0, 0]))), num_steps)
         assert np.all(clips[:, 0] >= 0) and np.all(np.diff(clips, axis=1)[clips[:, 1:] >= 0] == oops.STEP_CLIPS)
         np.testing.assert_array_equal(window_labels, np.where(clips >= 0, labels[np.maximum(clips, 0)], -1))
         assert np.all((clips < len(labels)) & ((clips >= 0) | (window_labels == -1)))
+        # By default only the drawn clip's step has a label: the loss sees the oversampled
+        # clips, in the oversampled balance, and nothing else.
+        draw_seed = tf.random.experimental.stateless_split(seed, 2)[0]
+        drawn = oops.training_clips(labels, pool_seed, draw_seed).numpy()
+        assert np.all(np.sum(anchor_labels >= 0, axis=1) == 1)
+        np.testing.assert_array_equal(clips[anchor_labels >= 0], drawn)
+        np.testing.assert_array_equal(anchor_labels[anchor_labels >= 0], labels[drawn])
 
 
 # ---- Frames and tf.data ---------------------------------------------------------------------------

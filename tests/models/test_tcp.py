@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import configured_method
 from tfvssl import methods
 from tfvssl.data import records
 from tfvssl.models import tcp
@@ -102,7 +103,9 @@ def test_zero_predictors_start_the_loss_at_chance(segments):
         num_segments=T, segment_length=F, resolution=32, ar_kernel_size=(3, 1, 1)
     )
     loss = model.compute_pretext({"segments": segments}, training=True)["loss"]
-    assert float(loss) == pytest.approx(np.log(3 * T), rel=1e-5)
+    # Eq. 2: the sum over the 3 videos' predictions, each at chance among 3 * T candidates.
+    predictions = 3 * len(tcp.prediction_pairs(T)[0])
+    assert float(loss) == pytest.approx(predictions * np.log(3 * T), rel=1e-5)
 
 
 def test_stack_frames_is_frame_major():
@@ -200,6 +203,15 @@ def test_recipe_and_modalities():
     assert method(modality="diff").clip_shape() == (5, 32, 32, 1)
     flow = tf.constant([[[[0, 0], [255, 255]]]], tf.uint8)  # [1, 1, 2, 2]: one frame, one row.
     np.testing.assert_allclose(method(modality="flow").normalize(flow), [[[[-0.5, -0.5], [0.5, 0.5]]]])
+
+
+def test_default_is_the_sum_of_eq_2_with_its_gradient_clipped():
+    # Eq. 2 sums the losses; at the paper's lr 0.01 that sum trains only with the gradient
+    # clipped (README, "Temporal CPC's loss").
+    tcp_method = configured_method(methods.get_method("tcp"))
+    c = tcp_method.config
+    assert (c.tcp_loss, c.grad_clip_norm, c.optimizer, c.lr, c.weight_decay) == ("sum", 10.0, "sgd", 0.01, 1e-4)
+    assert tcp_method.build_model().loss_reduction == "sum"
 
 
 def test_config_round_trips_rebuild_the_same_networks(model):

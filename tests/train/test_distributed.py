@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.models import dpc
+from tfvssl.models import dpc, tcp
 
 SIZES = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2, gru_dropout=0.0)
 
@@ -74,3 +74,46 @@ def test_replica_negatives_give_the_loss_of_two_half_batches(mirrored):
         return mirrored.reduce("MEAN", logs["loss"], axis=None)
 
     assert float(evaluate(next(iter(dataset)))) == pytest.approx(np.mean(halves), rel=1e-5)
+
+
+def test_gradient_clipping_bounds_the_global_batch_update_as_on_one_device(mirrored):
+    data = blocks()
+    clip = 1.0  # Below the gradient's norm: the step is clipped.
+    single = build(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    replicated = build(mirrored, negatives="global", sync_bn=True)
+    initial = [w.numpy() for w in single.trainable_weights]
+    for model in (single, replicated):
+        model.grad_clip_norm = clip
+    one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), single, data)
+    one_step(mirrored, replicated, data)
+    # Plain SGD at lr 0.1: the update is 0.1 times the clipped gradient of the whole batch
+    # (measured as differences of float32 weights, hence 1e-3).
+    updates = [w.numpy() - w0 for w0, w in zip(initial, single.trainable_weights)]
+    assert np.sqrt(sum(np.sum(u**2) for u in updates)) == pytest.approx(0.1 * clip, rel=1e-3)
+    for w0, update, b in zip(initial, updates, replicated.trainable_weights):
+        # Up to summation order and the rounding of the updated weights (a few ulps).
+        tolerance = 2e-4 * np.abs(update).max() + 4 * np.spacing(np.abs(w0).max())
+        assert np.abs(b.numpy() - w0 - update).max() <= tolerance, b.path
+
+
+def test_temporal_cpc_sum_is_the_global_batch_sum_on_two_replicas(mirrored):
+    # Eq. 2 sums over the whole batch: two replicas of half the batch give one device's sum.
+    segments = tf.random.stateless_uniform([4, 4, 32, 32, 12], seed=[5, 2])
+
+    def build_tcp(strategy):
+        keras.utils.set_random_seed(3)
+        with strategy.scope():
+            return tcp.TemporalContrastivePretraining(
+                num_segments=4, segment_length=4, channels=3, resolution=32, ar_kernel_size=(3, 1, 1),
+                negatives="global",
+            )
+
+    single = float(build_tcp(tf.distribute.get_strategy()).test_step({"segments": segments})["loss"])
+    replicated = build_tcp(mirrored)
+    dataset = mirrored.experimental_distribute_dataset(tf.data.Dataset.from_tensors({"segments": segments}))
+
+    @tf.function
+    def evaluate(batch):
+        return mirrored.reduce("MEAN", mirrored.run(replicated.test_step, args=(batch,))["loss"], axis=None)
+
+    assert float(evaluate(next(iter(dataset)))) == pytest.approx(single, rel=1e-5)

@@ -47,7 +47,8 @@ def test_dpc_flagfile_with_tiny_sizes_trains_and_writes_the_workdir(tiny_dataset
     workdir = str(tmp_path / "run")
     config, logs = run_in_process(
         ["--flagfile=configs/dpc.flags", f"--data={tiny_dataset}", f"--workdir={workdir}",
-         *TINY_DPC_FLAGS, "--train_steps=4", "--checkpoint_every=2", "--val_every=2"]
+         # 1.25 epochs of the 12 training videos at a global batch of 4: ceil(15 / 4) = 4 steps.
+         *TINY_DPC_FLAGS, "--train_epochs=1.25", "--checkpoint_every=2", "--val_every=2"]
     )
     # The flagfile's recipe is kept where not overridden.
     assert (config.optimizer, config.lr, config.weight_decay) == ("adam", 1e-3, 1e-5)

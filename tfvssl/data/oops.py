@@ -29,8 +29,10 @@ from that enlarged list (`training_clips`). Test: every clip.
 
 Sequence models (MemDPC appendix B) read windows of `num_steps` consecutive, non-overlapping
 clips, 4 grid clips (1 s) apart (`window_clips`); in training each drawn clip sits at a random
-step of its window (`window_starts`, `training_windows`), in test a window starts at every
-clip.
+step of its window (`window_starts`, `training_windows`), which by default is the only step
+with a label, so the loss keeps the oversampling's balance; in test a window starts at every
+clip. An encoder sees of each clip the frames its pretraining blocks sampled: its block
+length of source frames at its pretraining stride, from the clip's first (`step_frames`).
 
 `trim_borders` crops letterbox borders (`borders.json`, not distributed with the dataset).
 Everything but the annotation helpers is pure TF, usable eagerly and inside `tf.data`.
@@ -137,19 +139,23 @@ def clip_labels(start, end, t_fail):
     )
 
 
-def step_frames(clip_frames, frames_per_step):
-    """`frames_per_step` evenly spaced frames of each clip, from its first.
+def step_frames(clip_frames, frames_per_step, frame_stride, num_frames):
+    """The source frames an encoder sees of each clip: `frames_per_step` of them,
+    `frame_stride` apart, from the clip's first, as its pretraining blocks sampled frames (a
+    step then spans the time a block did); past the video's end, its last frame.
 
     Args:
-      clip_frames: int `[..., 16]` frame indices of clips (`clip_grid`'s `frames`).
-      frames_per_step: frames the encoder takes per clip (16: all of them; more repeats
-        frames).
+      clip_frames: int `[..., 16]` source frame indices of clips (`clip_grid`'s `frames`).
+      frames_per_step: frames the encoder takes per clip (MemDPC: its block length).
+      frame_stride: the pretraining stride between them, in source frames.
+      num_frames: frames of the video.
 
     Returns:
       int32 `[..., frames_per_step]`.
     """
-    picks = [j * CLIP_FRAMES // frames_per_step for j in range(frames_per_step)]
-    return tf.gather(clip_frames, picks, axis=-1)
+    first = tf.cast(clip_frames[..., :1], tf.int32)
+    frames = first + frame_stride * tf.range(frames_per_step, dtype=tf.int32)
+    return tf.minimum(frames, tf.cast(num_frames, tf.int32) - 1)
 
 
 # ---- Training balance -------------------------------------------------------------------------
@@ -257,7 +263,7 @@ def window_starts(anchors, num_steps, seed):
     return anchors - STEP_CLIPS * steps
 
 
-def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO):
+def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO, every_step=False):
     """One epoch's training windows of one video (`training_clips` placed by `window_starts`).
 
     Args:
@@ -266,17 +272,21 @@ def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_P
       pool_seed: `[2]` int tensor, the video's for the whole training (`training_clips`).
       seed: `[2]` int tensor, the epoch's.
       clips_per_video: clips drawn.
+      every_step: label every step of a window, not only the drawn clip's: the other steps
+        then follow the video's own mix of labels, not the oversampled one.
 
     Returns:
       `(clips, labels)`, int32 `[n, S]` each: the windows' clip indices and their labels,
-      -1 for steps past the video's end.
+      -1 for steps without one (past the video's end; unless `every_step`, all but the
+      drawn clip's).
     """
     draw_seed, place_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     labels = tf.cast(labels, tf.int32)
     num_clips = tf.size(labels)
     anchors = training_clips(labels, pool_seed, draw_seed, clips_per_video)
     clips = window_clips(window_starts(anchors, num_steps, place_seed), num_clips, num_steps)
-    return clips, tf.where(clips >= 0, tf.gather(labels, tf.maximum(clips, 0)), -1)
+    labelled = clips >= 0 if every_step else tf.equal(clips, anchors[:, None])
+    return clips, tf.where(labelled, tf.gather(labels, tf.maximum(clips, 0)), -1)
 
 
 # ---- Frames ----------------------------------------------------------------------------------

@@ -210,6 +210,20 @@ def read_dataset_info(path):
     return {}
 
 
+def count_videos(files):
+    """The number of videos (records) in the shards `files`: each shard's count from its
+    dataset's `dataset_info.json` where that lists it, else by reading the shard."""
+    total = 0
+    for path in files:
+        split_dir = os.path.dirname(path)
+        info = read_dataset_info(path).get("splits", {}).get(os.path.basename(split_dir), {})
+        count = info.get("shards", {}).get(os.path.basename(path))
+        if count is None:
+            count = int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
+        total += count
+    return total
+
+
 class PartialShard:
     """One shard, written under a hidden temporary name and renamed into place by `finish`,
     so that `list_shards` never reads a shard a crash cut short.

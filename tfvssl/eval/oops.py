@@ -24,8 +24,11 @@ crop, flip and colour jitter), one draw per window, as the authors' clip-consist
 
 Training windows: each epoch, every video gives the windows of its `oops.training_windows`
 (at most 10 clips drawn from its oversampled clip list, each at a random step of its
-window). Every step of a window is trained on: the drawn clips follow the authors' class
-ratios, the other steps their video's; steps past the video's end carry no loss. Test: every clip of every
+window). The loss is on the drawn clips' steps, which follow the authors' class ratios, as
+the appendix's oversampling intends (`--window_loss=every_step` trains on every step of a
+window, the others following their video's transitional-poor mix; steps past the video's
+end never carry a loss). Each step's frames are the encoder's pretraining sampling of the
+clip: its block length at its frame stride (`oops.step_frames`). Test: every clip of every
 valid test video; a window starts at every clip and each clip's probabilities are the mean
 softmax over the window steps that hold it (the paper's "temporal moving window", then
 "summarize the prediction"). Reported: clip-level accuracy, per class and overall, the
@@ -296,7 +299,8 @@ def build_classifier(config, method, source):
 
     Returns:
       `(classifier, frames_per_step, loaded)`: `loaded` names the checkpoint or export read,
-      "random initialisation" with `--random_init`.
+      "random initialisation" with `--random_init`; the frames are taken at the method's
+      `clip_frame_stride()`.
     """
     frozen = not config.finetune
     head = classify.build_head(config.head, len(oops.CLASS_NAMES), config.head_dropout, config.head_hidden)
@@ -321,12 +325,13 @@ def build_classifier(config, method, source):
 # ---- Inputs -------------------------------------------------------------------------------------------
 
 
-def _video_clips(video, frames_per_step, borders):
-    """Shared by both inputs: a parsed record's clip frame indices `[K, T]`, its clip labels
-    `[K]` and its letterbox borders."""
+def _video_clips(video, method, frames_per_step, borders):
+    """Shared by both inputs: a parsed record's clip frame indices `[K, T]` (at the method's
+    pretraining stride), its clip labels `[K]` and its letterbox borders."""
     grid = oops.clip_grid(video["num_frames"], video["fps"])
     labels = oops.clip_labels(grid["start"], grid["end"], video["t_fail"])
-    return oops.step_frames(grid["frames"], frames_per_step), labels, borders(video["filename"])
+    frames = oops.step_frames(grid["frames"], frames_per_step, method.clip_frame_stride(), video["num_frames"])
+    return frames, labels, borders(video["filename"])
 
 
 def clip_dataset(videos, method, frames_per_step, batch_size, borders):
@@ -340,7 +345,7 @@ def clip_dataset(videos, method, frames_per_step, batch_size, borders):
 
     def video_clips(index, record):
         video = records.parse_sequence_example(record, method.modalities)
-        indices, labels, (left, right) = _video_clips(video, frames_per_step, borders)
+        indices, labels, (left, right) = _video_clips(video, method, frames_per_step, borders)
 
         def one_clip(clip, clip_indices):
             frames = pipeline.decode_frames(video[modality], clip_indices, modality)
@@ -366,6 +371,12 @@ def _window_seeds(seed, offset, num_videos):
     return pipeline.element_seed(seed, 0, video), pipeline.element_seed(seed, epoch + 1, video)
 
 
+def _training_windows(labels, num_steps, pool_seed, seed, config):
+    """`oops.training_windows` with `--clips_per_video` and `--window_loss`."""
+    every_step = config.window_loss == "every_step"
+    return oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video, every_step)
+
+
 def augmented_windows(videos, method, frames_per_step, num_steps, config, borders):
     """Endless shuffled batches of augmented training windows.
 
@@ -377,10 +388,10 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
 
     def video_windows(offset, record):
         video = records.parse_sequence_example(record, method.modalities)
-        indices, labels, (left, right) = _video_clips(video, frames_per_step, borders)
+        indices, labels, (left, right) = _video_clips(video, method, frames_per_step, borders)
         pool_seed, epoch_seed = _window_seeds(config.seed, offset, len(videos.names))
         seed, clip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 2))
-        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video)
+        clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
         # Steps past the end show the last clip; they carry no label.
         frame_indices = tf.gather(indices, tf.minimum(tf.maximum(clips, 0), tf.shape(indices)[0] - 1))
 
@@ -422,7 +433,7 @@ def cached_windows(videos, features, num_steps, config):
     def video_windows(offset, element):
         video_features, labels = element
         pool_seed, seed = _window_seeds(config.seed, offset, len(videos.names))
-        clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video)
+        clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
         window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Past the end: any clip.
         return tf.data.Dataset.from_tensor_slices((window_features, window_labels))
 

@@ -38,8 +38,9 @@ class SelfGating(keras.layers.Layer):
         self.fc.build((None, channels))
 
     def call(self, x):
-        # Averaged in float32: a bfloat16 sum over T*H*W positions would lose the mean.
-        average = keras.ops.mean(keras.ops.cast(x, "float32"), axis=tuple(range(1, len(x.shape) - 1)))
+        # Averaged in the variables' dtype (float32 under mixed precision): a bfloat16 sum
+        # over T*H*W positions would lose the mean.
+        average = keras.ops.mean(keras.ops.cast(x, self.variable_dtype), axis=tuple(range(1, len(x.shape) - 1)))
         gate = keras.ops.cast(keras.ops.sigmoid(self.fc(average)), x.dtype)
         # Broadcast the [B, C] gate over every spatio-temporal position.
         for _ in range(len(x.shape) - 2):

@@ -48,9 +48,11 @@ def build_clip_encoder(backbone, input_shape, norm, name="encoder"):
     net = build_backbone(backbone, input_shape, norm=norm, name="backbone")
     clips = keras.Input(input_shape, name="clips")
     maps = net(clips)
-    # float32 pooling: a bfloat16 mean over all positions would lose the low bits.
-    p5 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p5")(maps["stage5"])
-    p4 = keras.layers.GlobalAveragePooling3D(dtype="float32", name="p4")(maps["stage4"])
+    # Pooling in the variables' dtype (float32 under mixed precision): a bfloat16 mean over
+    # all positions would lose the low bits.
+    pool_dtype = keras.config.dtype_policy().variable_dtype
+    p5 = keras.layers.GlobalAveragePooling3D(dtype=pool_dtype, name="p5")(maps["stage5"])
+    p4 = keras.layers.GlobalAveragePooling3D(dtype=pool_dtype, name="p4")(maps["stage4"])
     outputs = {"embedding": p5, "feature_map": maps["stage5"], "p5": p5, "p4": p4}
     if min(maps["stage5"].shape[2:4]) >= 2:  # Tiny clips' 1x1 maps have no 2x2 window.
         # Flattened channels-last (t, h, w, D), not the authors' (D, t, h, w): one fixed

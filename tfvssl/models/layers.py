@@ -198,11 +198,18 @@ class MaxPool(keras.layers.Layer):
             x = tf.pad(x, pads, constant_values=x.dtype.min)
         if self.rank == 2:
             return tf.nn.max_pool2d(x, self.pool_size, self.strides, "VALID")
-        if self.pool_size[0] == 1 and self.strides[0] == 1:
-            return _per_frame(
-                lambda frames: tf.nn.max_pool2d(frames, self.pool_size[1:], self.strides[1:], "VALID"), x
-            )
-        return tf.nn.max_pool3d(x, self.pool_size, self.strides, "VALID")
+        temporal = self.pool_size[0] > 1 or self.strides[0] > 1
+        if temporal and x.dtype != tf.float64:
+            return tf.nn.max_pool3d(x, self.pool_size, self.strides, "VALID")
+        frames = _per_frame(lambda frames: tf.nn.max_pool2d(frames, self.pool_size[1:], self.strides[1:], "VALID"), x)
+        if temporal:
+            # MaxPool3D has no float64 kernel: a box's maximum is the maximum over time of
+            # the per-frame maxima, a 2-D pool over [T, H*W*C] columns.
+            shape = tf.shape(frames)
+            columns = tf.reshape(frames, [shape[0], shape[1], -1, 1])
+            pooled = tf.nn.max_pool2d(columns, [self.pool_size[0], 1], [self.strides[0], 1], "VALID")
+            return tf.reshape(pooled, tf.concat([shape[:1], tf.shape(pooled)[1:2], shape[2:]], 0))
+        return frames
 
     def compute_output_shape(self, input_shape):
         # Known statically, so building a model needs no symbolic trace of `call`.
@@ -240,7 +247,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     With `always_batch_stats=True` it normalises with the statistics of the current batch
     even in inference, as DPC's pre-training backbone does (`track_running_stats=False`),
     without touching the moving statistics then; it still keeps them in training, so an
-    exported encoder can switch to them. Statistics are computed in float32.
+    exported encoder can switch to them. Statistics are computed in float32 (in float64 in a
+    float64 model, so that it can be checked against a float64 reference).
     """
 
     def __init__(self, always_batch_stats=False, momentum=0.9, epsilon=1e-5, **kwargs):
@@ -257,12 +265,13 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if mask is not None:
             raise ValueError("tfvssl BatchNorm does not support masks")
-        x = tf.cast(inputs, tf.float32)
+        dtype = tf.float64 if self.compute_dtype == "float64" else tf.float32
+        x = tf.cast(inputs, dtype)
         update = bool(training) and self.trainable
         if update or self.always_batch_stats:
             mean, variance = self._moments(x, None)
             if update:
-                count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+                count = tf.cast(tf.size(x) // tf.shape(x)[-1], dtype)
                 if self.synchronized:
                     count *= tf.distribute.get_strategy().num_replicas_in_sync
                 unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
@@ -271,15 +280,15 @@ class BatchNorm(keras.layers.BatchNormalization):
                     self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
                 )
         else:
-            mean = tf.cast(self.moving_mean, tf.float32)
-            variance = tf.cast(self.moving_variance, tf.float32)
-        gamma = tf.cast(self.gamma, tf.float32) if self.scale else None
-        beta = tf.cast(self.beta, tf.float32) if self.center else None
+            mean = tf.cast(self.moving_mean, dtype)
+            variance = tf.cast(self.moving_variance, dtype)
+        gamma = tf.cast(self.gamma, dtype) if self.scale else None
+        beta = tf.cast(self.beta, dtype) if self.center else None
         y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
     def _moments(self, x, mask):
-        """Per-channel mean and biased variance of `[B, ..., C]` float32 `x`.
+        """Per-channel mean and biased variance of `[B, ..., C]` float32 (or float64) `x`.
 
         Summed in two stages, over the spatial axes and then over batch and time: one
         float32 sum over all B*T*H*W values leaves ~1e-6 of error in the variance at 16k

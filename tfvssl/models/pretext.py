@@ -4,7 +4,8 @@ A method's model implements `compute_pretext(data, training)` returning its loss
 metrics; `train_step` adds what every method needs and the authors' PyTorch code did
 implicitly: coupled L2 weight decay on every parameter (PyTorch's `weight_decay`, not
 Keras' decoupled one), global-batch loss scaling under `tf.distribute`, loss scaling for
-float16, and skipping a step whose loss is not finite. Because it is a regular Keras
+float16, optional clipping of the global batch's gradient norm (`grad_clip_norm`), and
+skipping a step whose loss is not finite. Because it is a regular Keras
 `train_step`, the model also trains with `model.fit` in a user's own code.
 """
 
@@ -50,13 +51,34 @@ def apply_gradients_if(condition, optimizer, grads, variables):
     context.merge_call(cross_replica, args=(condition, grads))
 
 
+def clip_global_norm(grads, clip_norm, unscale=1.0):
+    """Scales `grads` so that the gradient of the global batch, their sum over the replicas
+    divided by `unscale` (the loss scale), has a norm of at most `clip_norm`
+    (`torch.nn.utils.clip_grad_norm_`). Every replica scales by the same factor, so the
+    update equals one device's on the whole batch. A non-finite norm makes the gradients
+    non-finite, so the step is skipped.
+    """
+    present = [g for g in grads if g is not None]
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+    norm = tf.linalg.global_norm(present) / unscale
+    scale = tf.minimum(1.0, clip_norm / norm)
+    return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
+
 class PretextModel(keras.Model):
     """A self-supervised model: subclasses define `compute_pretext` and `encoder`.
 
     Args:
       weight_decay: coupled L2 coefficient, applied to every trainable variable as
         PyTorch's optimizers do (the gradient of `weight_decay / 2 * ||w||^2`).
+
+    `grad_clip_norm` (set by the trainer, None: off) clips the norm of each update's
+    gradient, weight decay included.
     """
+
+    grad_clip_norm = None
 
     def __init__(self, weight_decay=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -102,8 +124,12 @@ class PretextModel(keras.Model):
                 self._xla_loss_and_gradients = tf.function(self.loss_and_gradients, jit_compile=True)
             compute = self._xla_loss_and_gradients
         logs, objective, grads = compute(data)
+        scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        if self.grad_clip_norm:
+            unscale = self.optimizer.dynamic_scale if scaling else 1.0
+            grads = clip_global_norm(grads, self.grad_clip_norm, unscale)
         finite = tf.math.is_finite(objective)
-        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+        if not scaling:
             # A loss-scaling optimizer skips overflowing float16 steps itself; otherwise a
             # non-finite gradient is as fatal as a non-finite loss.
             finite = tf.logical_and(

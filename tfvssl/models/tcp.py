@@ -10,9 +10,15 @@ are the spatial means z_t of the maps; from the spatial mean of c_t, T-1 linear 
 predict every remaining segment, z_hat_{t,t+k} = W_k p(c_t) for k = 1..T-t. Each
 prediction is classified by dot product against the targets of all segments of the
 batch: the other videos' and the other segments of its own video ("difficult
-negatives"), B*T - 1 negatives (paper Eq. 1). Eq. 2 sums these losses over videos,
-contexts and steps; with the paper's SGD at lr 0.01 that sum (1,125 terms per batch of
-25) diverges, so the default is their mean (`--tcp_loss=sum` for Eq. 2 as written).
+negatives"), B*T - 1 negatives (paper Eq. 1). The loss is Eq. 2's sum of these losses
+over videos, contexts and steps (1,125 terms per batch of 25). With the paper's SGD at
+lr 0.01 the sum alone diverges: its first gradient has a norm of ~2,000, nearly all in
+the zero-initialised predictors, and the loss goes 6,212 -> 3.8e5 -> 1.5e15 -> NaN in
+three steps (README, "Temporal CPC's loss"). The recipe therefore clips each update's
+gradient to a norm of 10 (`--grad_clip_norm`), which keeps the paper's loss, lr and
+weight decay, and trains. `--tcp_loss=mean` divides the loss by the number of
+predictions (each step then ~1,000 times smaller, and the weight decay ~1,000 times
+stronger relative to the loss, than the paper's).
 
 The authors released no code. Figure 2's kernel sizes do not survive in the text, so the
 masked convolutions are 3x3x3 (`--ar_kernel_size`); a masked convolution pads only the
@@ -47,10 +53,10 @@ flags.DEFINE_list(
     "Temporal CPC: kernel (time, height, width) of the temporally masked 3-D convolutions.",
 )
 flags.DEFINE_enum(
-    "tcp_loss", "mean", ["mean", "sum"],
-    "Temporal CPC: reduce the per-prediction InfoNCE losses by their mean over the batch, or "
-    "by their sum as Eq. 2 writes the loss (at the paper's lr 0.01 the sum over 25 x 45 "
-    "predictions steps 1,125 times further than the mean; it diverges).",
+    "tcp_loss", "sum", ["sum", "mean"],
+    "Temporal CPC: reduce the per-prediction InfoNCE losses by their sum, as Eq. 2 (at the "
+    "paper's lr 0.01 it trains with the recipe's --grad_clip_norm=10, and diverges without), "
+    "or by their mean over the 25 x 45 predictions of a batch (1,125 times smaller steps).",
 )
 
 
@@ -236,7 +242,7 @@ class TemporalContrastivePretraining(PretextModel):
       backbone: registry name of a 2-D backbone (`resnet18_2d`).
       num_segments, segment_length, channels, resolution: the input `[T, R, R, C*F]`.
       ar_kernel_size: `(kT, kH, kW)` of the masked convolutions.
-      loss_reduction: `"mean"` or `"sum"` (Eq. 2 as written) of the per-prediction losses.
+      loss_reduction: `"sum"` (Eq. 2) or `"mean"` of the per-prediction losses.
       negatives: `"replica"` or `"global"`.
       sync_bn: synchronised BatchNorm across replicas.
       weight_decay: coupled L2 (see `PretextModel`).
@@ -250,7 +256,7 @@ class TemporalContrastivePretraining(PretextModel):
         channels=3,
         resolution=224,
         ar_kernel_size=(3, 3, 3),
-        loss_reduction="mean",
+        loss_reduction="sum",
         negatives="replica",
         sync_bn=False,
         weight_decay=0.0,
@@ -315,8 +321,13 @@ class TemporalContrastivePretraining(PretextModel):
         videos = tf.range(tf.shape(outputs["predictions"])[0])[:, None] * self.num_segments
         positives = offset + tf.reshape(videos + self._pair_targets[None, :], [-1])
         per_prediction, logits = losses.info_nce(tf.reshape(outputs["predictions"], [-1, depth]), keys, positives)
-        reduce = tf.reduce_sum if self.loss_reduction == "sum" else tf.reduce_mean
-        logs = {"loss": reduce(per_prediction)}
+        if self.loss_reduction == "sum":
+            # Eq. 2 sums over the global batch, and the trainer averages the replicas' losses.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = tf.reduce_sum(per_prediction) * replicas
+        else:
+            loss = tf.reduce_mean(per_prediction)
+        logs = {"loss": loss}
         for k in (1, 5):
             logs[f"top{k}"] = losses.top_k_accuracy(logits, positives, k)
         return logs
@@ -332,14 +343,15 @@ class TemporalContrastivePretraining(PretextModel):
 class TemporalCPC(methods.Method):
     """Temporal contrastive pretraining; recipe of the paper (§4.2): T = F = 10 at 224 px,
     batch 25, SGD momentum 0.9, weight decay 1e-4, lr 0.01 decreased at 20k, 40k and 60k
-    of 150k iterations (UCF101)."""
+    of 150k iterations (UCF101); and, not in the paper, the gradient clipped to a norm of
+    10, without which Eq. 2's sum diverges at that lr."""
 
     name = "tcp"
     identity_flags = methods.Method.identity_flags + ("num_segments", "segment_length", "ar_kernel_size")
     recipe = dict(
         backbone="resnet18_2d", resolution=224, batch_size=25, optimizer="sgd", lr=0.01,
         weight_decay=1e-4, lr_schedule="steps", lr_decay_steps=[20_000, 40_000, 60_000],
-        lr_decay_factor=0.1, train_steps=150_000,
+        lr_decay_factor=0.1, train_steps=150_000, grad_clip_norm=10.0,
     )
 
     def validate(self):

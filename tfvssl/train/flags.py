@@ -45,6 +45,12 @@ flags.DEFINE_boolean(
 
 # ---- Optimisation ---------------------------------------------------------------------------
 flags.DEFINE_integer("train_steps", None, "Number of training steps. Default: recipe.", lower_bound=1)
+flags.DEFINE_float(
+    "train_epochs", None,
+    "Training budget in epochs of the training videos: ceil(epochs * videos / global batch) "
+    "steps, the same number of clips on any number of devices (--train_steps overrides it).",
+    lower_bound=0.0,
+)
 flags.DEFINE_integer("batch_size", None, "Global batch size (all replicas). Default: recipe.", lower_bound=1)
 flags.DEFINE_integer(
     "per_replica_batch_size", None,
@@ -65,12 +71,22 @@ flags.DEFINE_enum(
     "steps (at --lr_decay_steps); cosine (with --warmup_steps). Default: recipe.",
 )
 flags.DEFINE_list("lr_decay_steps", None, "Steps at which the steps schedule decays. Default: recipe.")
+flags.DEFINE_list(
+    "lr_decay_at_epochs", None,
+    "Epochs at which the steps schedule decays, each converted as --train_epochs "
+    "(--lr_decay_steps overrides it).",
+)
 flags.DEFINE_float("lr_decay_factor", None, "Multiplier at each decay. Default: recipe.", lower_bound=0.0)
 flags.DEFINE_float("min_lr", None, "The plateau schedule never decays below this. Default: recipe.")
 flags.DEFINE_integer(
     "plateau_patience", 5, "Validations without improvement before a plateau decay.", lower_bound=1
 )
 flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps (cosine schedule).", lower_bound=0)
+flags.DEFINE_float(
+    "grad_clip_norm", None,
+    "Clip the norm of each update's gradient (the global batch's, weight decay included) to "
+    "this; with --grad_accum_steps, of each batch's. Default: recipe (none).", lower_bound=0.0,
+)
 flags.DEFINE_integer(
     "grad_accum_steps", 1, "Accumulate gradients over this many batches per update.", lower_bound=1
 )
@@ -104,7 +120,15 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", low
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept on disk.", lower_bound=1)
 flags.DEFINE_integer("log_every", 50, "Steps between log lines and summaries.", lower_bound=1)
 flags.DEFINE_integer("val_every", None, "Steps between validations (default: --checkpoint_every).")
-flags.DEFINE_integer("val_batches", 10, "Batches per validation.", lower_bound=1)
+flags.DEFINE_float(
+    "val_every_epochs", None, "Epochs between validations (--val_every overrides it).", lower_bound=0.0
+)
+flags.DEFINE_integer("val_batches", None, "Batches per validation (default: 10).", lower_bound=1)
+flags.DEFINE_integer(
+    "val_videos", None,
+    "Videos per validation: ceil(videos / global batch) batches, the same sample on any number "
+    "of devices (--val_batches overrides it).", lower_bound=1,
+)
 flags.DEFINE_integer(
     "max_nonfinite_steps", 10,
     "Stop the run after this many steps with a non-finite loss (each is skipped).", lower_bound=1,
@@ -124,14 +148,37 @@ def resolve_config(flag_values, method_cls):
     values = {name: flag_values[name].value for name in flag_values}
     if values["batch_size"] is not None and values["per_replica_batch_size"] is not None:
         raise ValueError("--batch_size and --per_replica_batch_size: give one of the two")
-    # The two batch flags are one setting: a user's choice of either overrides the recipe's.
-    batch_given = values["batch_size"] is not None or values["per_replica_batch_size"] is not None
+    # Each pair is one setting given two ways: a user's choice of either overrides the recipe's.
+    given = set()
+    for pair in (("batch_size", "per_replica_batch_size"), *IN_STEPS_OR_EPOCHS):
+        if any(values[name] is not None for name in pair):
+            given.update(pair)
+    for steps, epochs in IN_STEPS_OR_EPOCHS:
+        if values[steps] is not None:
+            values[epochs] = None
+    if values["val_batches"] is None and values["val_videos"] is None:
+        values["val_batches"] = 10
     for name, value in method_cls.recipe.items():
-        if batch_given and name in ("batch_size", "per_replica_batch_size"):
+        if name in given:
             continue
         if name not in values:
             raise ValueError(f"{method_cls.__name__}.recipe names {name!r}, which is not a flag")
         if values[name] is None:
             values[name] = value
     values["lr_decay_steps"] = [int(step) for step in values.get("lr_decay_steps") or []]
+    try:
+        values["lr_decay_at_epochs"] = [float(epoch) for epoch in values.get("lr_decay_at_epochs") or []]
+    except ValueError:
+        raise ValueError(f"--lr_decay_at_epochs={','.join(values['lr_decay_at_epochs'])}: needs numbers") from None
     return types.SimpleNamespace(**values)
+
+
+# Lengths given in steps (batches) or in epochs (videos), which the trainer converts with the
+# dataset size and the global batch (`trainer.resolve_epochs`). The steps, when given,
+# override the epochs, so that `--train_steps=4` after a paper flagfile shortens its run.
+IN_STEPS_OR_EPOCHS = (
+    ("train_steps", "train_epochs"),
+    ("lr_decay_steps", "lr_decay_at_epochs"),
+    ("val_every", "val_every_epochs"),
+    ("val_batches", "val_videos"),
+)

@@ -10,6 +10,7 @@ checkpointing at intervals. A step with a non-finite loss is skipped and logged;
 SIGINT (Ctrl-C) stops a one-machine run at the next step boundary with a checkpoint.
 """
 
+import math
 import os
 import signal
 import threading
@@ -121,6 +122,32 @@ def _global_batch_size(config, strategy):
     return config.batch_size
 
 
+def in_steps(epochs, videos, global_batch):
+    """Steps of `global_batch` clips that make `epochs` passes over `videos` videos (at least 1)."""
+    return max(1, math.ceil(epochs * videos / global_batch))
+
+
+def resolve_epochs(config, files, global_batch):
+    """Sets the step settings given in epochs: `train_steps` from `train_epochs`,
+    `lr_decay_steps` from `lr_decay_at_epochs`, `val_every` from `val_every_epochs` (epochs
+    of the videos in `files`), and `val_batches` from `val_videos`, for `global_batch`."""
+    if config.val_videos:
+        config.val_batches = math.ceil(config.val_videos / global_batch)
+    if config.train_epochs is None and not config.lr_decay_at_epochs and config.val_every_epochs is None:
+        return
+    videos = records.count_videos(files)
+    if config.train_epochs is not None:
+        config.train_steps = in_steps(config.train_epochs, videos, global_batch)
+        logging.info(
+            "%g epochs of %d videos at a global batch of %d: %d steps",
+            config.train_epochs, videos, global_batch, config.train_steps,
+        )
+    if config.lr_decay_at_epochs:
+        config.lr_decay_steps = [in_steps(epoch, videos, global_batch) for epoch in config.lr_decay_at_epochs]
+    if config.val_every_epochs is not None:
+        config.val_every = in_steps(config.val_every_epochs, videos, global_batch)
+
+
 def _build(model, method, element_spec):
     """Creates every variable by one pass of the pretext computation on zeros."""
     dummy = {
@@ -180,6 +207,7 @@ def train(method, config, workdir, strategy=None):
         os.makedirs(workdir, exist_ok=True)
     files = records.list_shards(config.data, config.split)
     global_batch = _global_batch_size(config, strategy)
+    resolve_epochs(config, files, global_batch)
     num_pipelines = strategies.num_workers(strategy)
 
     keras.mixed_precision.set_dtype_policy(config.precision)
@@ -191,6 +219,7 @@ def train(method, config, workdir, strategy=None):
         optimizer = optim.make_optimizer(config)
         model.compile(optimizer=optimizer, jit_compile=False)
         model.xla_gradients = config.jit_compile
+        model.grad_clip_norm = config.grad_clip_norm
         probe = pipeline.training_dataset(files, method, 2, seed=config.seed, shuffle_buffer=1)
         _build(model, method, probe.element_spec)
         optimizer.build(model.trainable_variables)
