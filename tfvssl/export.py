@@ -34,13 +34,14 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfvssl.eval import exporting, workdir  # Heavy imports after the flags parsed.
+    from tfvssl import workdir  # Heavy imports after the flags parsed.
+    from tfvssl.eval import exporting
 
     try:
         if not FLAGS.workdir:
             raise ValueError("--workdir: give the pretraining workdir to export from")
         method = workdir.load_method(FLAGS.workdir)
-        model_dir = os.path.join(FLAGS.workdir, "export", FLAGS.export_name or method.name)
+        model_dir = os.path.join(FLAGS.workdir, workdir.EXPORT_DIR, FLAGS.export_name or method.name)
         version = FLAGS.version or exporting.next_version(model_dir)
         export_dir = os.path.join(model_dir, str(version))
         if os.path.exists(export_dir):

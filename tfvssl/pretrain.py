@@ -15,12 +15,11 @@ import signal
 
 from absl import app, flags, logging
 
-from tfvssl import cli, methods
+from tfvssl import cli, methods, workdir  # methods: every method's flags, for the command line.
 from tfvssl.data import records
 from tfvssl.train import flags as train_flags
 
 FLAGS = flags.FLAGS
-methods.import_all()  # Every method's flags must exist before the command line is parsed.
 
 
 def effective_config(flag_values=FLAGS):
@@ -79,11 +78,6 @@ def resolve_data(config):
     logging.info("no --data: using the embedded synthetic dataset at %s", config.data)
 
 
-# What `--overwrite` deletes of an earlier run: its settings, training state and what derives
-# from them. Its exports stay; each describes itself (`export_info.json`).
-RUN_FILES = ("flags.txt", "ckpt", "tensorboard", "metrics.jsonl", "plots")
-
-
 def check_workdir(method, config):
     """Refuses a workdir holding a run that this configuration cannot resume.
 
@@ -102,12 +96,10 @@ def check_workdir(method, config):
                 f"--init_from={config.init_from} reads; write the new run to another --workdir"
             )
         return
-    if not os.path.isfile(os.path.join(config.workdir, "flags.txt")):
+    if not workdir.is_workdir(config.workdir):
         return
-    from tfvssl.eval import workdir as workdirs
-
     try:
-        earlier = workdirs.load_method(config.workdir).config
+        earlier = workdir.load_method(config.workdir).config
     except (ValueError, flags.Error) as error:
         raise ValueError(
             f"--workdir={config.workdir}: its flags.txt is not a valid run configuration ({error}); "
@@ -124,44 +116,18 @@ def check_workdir(method, config):
         )
 
 
-def clear_workdir(workdir):
-    """Deletes the earlier run of `workdir` (`--overwrite`): the files of `RUN_FILES`."""
-    for name in RUN_FILES:
-        path = os.path.join(workdir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-
-
-def _flag_text(value):
-    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+def clear_workdir(path):
+    """Deletes the earlier run of `workdir` (`--overwrite`): the files of `workdir.RUN_FILES`."""
+    for name in workdir.RUN_FILES:
+        entry = os.path.join(path, name)
+        if os.path.isdir(entry):
+            shutil.rmtree(entry)
+        elif os.path.exists(entry):
+            os.remove(entry)
 
 
 def _flag_values(config, names):
-    return " ".join(f"--{name}={_flag_text(getattr(config, name, None))}" for name in names)
-
-
-def write_flags(config, path, flag_values=FLAGS):
-    """Writes the effective value of every tfvssl flag as a flagfile (not `--overwrite`, an
-    action on the workdir that a resume must not repeat)."""
-    names = sorted(
-        flag.name
-        for module, module_flags in flag_values.flags_by_module_dict().items()
-        if module.startswith("tfvssl") or os.path.basename(module).startswith("pretrain")
-        for flag in module_flags
-        if flag.name != "overwrite"
-    )
-    lines = []
-    for name in names:
-        value = getattr(config, name, None)
-        if value is None:
-            continue
-        lines.append(f"--{name}={_flag_text(value)}")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    return " ".join(f"--{name}={workdir.flag_text(getattr(config, name, None))}" for name in names)
 
 
 def main(argv):
@@ -182,7 +148,7 @@ def main(argv):
     if strategies.is_chief(strategy):
         if config.overwrite:
             clear_workdir(config.workdir)
-        write_flags(config, os.path.join(config.workdir, "flags.txt"))
+        workdir.write_flags(config, config.workdir)
     try:
         trainer.train(method, config, config.workdir, strategy=strategy)
     except trainer.NonFiniteLossError as error:

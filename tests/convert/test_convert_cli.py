@@ -23,7 +23,7 @@ from absl.testing import flagsaver
 from conftest import TINY_DPC_FLAGS
 
 from tfvssl.convert import dpc_family, importer, keras_to_torch_state_dict, load_state_dict, vcop_pace
-from tfvssl.eval import workdir as eval_workdir
+from tfvssl import workdir as workdirs
 from tfvssl.models import dpc, layers, memdpc, pace, vcop
 from tfvssl.train import checkpoint
 
@@ -188,7 +188,7 @@ def convert(tmp_path, kind, state_dict, sizes, wrap=True):
 def restore(workdir, method=None):
     """The method of a workdir (default: its flags.txt) and its model restored as
     `--init_from` does."""
-    method = method or eval_workdir.load_method(workdir)
+    method = method or workdirs.load_method(workdir)
     model = method.build_model()
     checkpoint.load_weights(model, workdir)
     return method, model
@@ -224,8 +224,8 @@ def test_dpc_round_trip(dpc_run):
 
 def test_dpc_workdir_is_what_export_reads(dpc_run):
     workdir, state_dict = dpc_run
-    method = eval_workdir.load_method(workdir)
-    encoder, path = eval_workdir.restore_encoder(method, workdir)
+    method = workdirs.load_method(workdir)
+    encoder, path = workdirs.restore_encoder(method, workdir)
     assert path.endswith("ckpt-0")
     kernel = encoder.backbone.get_layer("conv1").kernel.numpy()
     np.testing.assert_array_equal(kernel, np.transpose(state_dict["backbone.conv1.weight"], (2, 3, 4, 1, 0)))

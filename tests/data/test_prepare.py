@@ -150,7 +150,7 @@ def test_ucf101_dataset_info_lists_classes_splits_and_shards(ucf101_dataset):
     assert info["splits"]["test"] == {"num_videos": 2, "num_rejected": 0, "shards": {"test-00000.tfrecord": 2}}
 
 
-@pytest.mark.parametrize("method_name", methods.available_methods())
+@pytest.mark.parametrize("method_name", sorted(methods.METHODS))
 def test_every_method_trains_one_step_on_prepared_shards(method_name, ucf101_dataset, tmp_path):
     if method_name not in TINY_FLAGS:
         pytest.fail(f"tests/conftest.py TINY_FLAGS has no entry for the registered method {method_name!r}")

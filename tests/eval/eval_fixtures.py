@@ -46,6 +46,7 @@ def build_run(data, workdir, method="dpc", train_steps=1):
     """Pretrains `method` with its flagfile at the tiny sizes of `TINY_FLAGS`
     (`tfvssl.pretrain`'s code path) and exports it (its CLI) into `workdir`."""
     from tfvssl import pretrain
+    from tfvssl import workdir as workdirs
     from tfvssl.train import trainer
 
     with flagsaver.flagsaver():
@@ -54,6 +55,6 @@ def build_run(data, workdir, method="dpc", train_steps=1):
             *TINY_FLAGS[method], f"--train_steps={train_steps}", "--checkpoint_every=1", "--val_split=none",
         ])
         method, config = pretrain.effective_config()
-        pretrain.write_flags(config, os.path.join(workdir, "flags.txt"))
+        workdirs.write_flags(config, workdir)
         trainer.train(method, config, workdir)
     assert cli("export", [f"--workdir={workdir}"]) == 0

@@ -11,7 +11,7 @@ from conftest import configured_method
 
 from tfvssl.data import pipeline, records
 from tfvssl.eval import data
-from tfvssl.models import dpc, memdpc, pace, tcp, vcop
+from tfvssl.methods import dpc, memdpc, pace, tcp, vcop
 
 SEEDS = range(12)
 

@@ -17,7 +17,8 @@ from eval_fixtures import REPO, cli, trained_run  # noqa: F401  (fixture)
 from google.protobuf import text_format
 
 from tfvssl.data import records
-from tfvssl.eval import exporting, workdir
+from tfvssl import workdir
+from tfvssl.eval import exporting
 from tfvssl.models import layers
 
 CLIP = [8, 32, 32, 3]
@@ -198,7 +199,7 @@ def test_export_info_describes_the_contract(trained_run):
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(info["normalization"]["scale"], 1 / (255 * std), rtol=1e-5)
     np.testing.assert_allclose(info["normalization"]["offset"], -mean / std, rtol=1e-5)
-    assert exporting.find_export(run_dir) == export_dir
+    assert workdir.find_export(run_dir) == export_dir
 
 
 def test_export_cli_numbers_versions_and_rejects_bad_requests(trained_run, tmp_path, capsys):
@@ -260,11 +261,11 @@ def test_a_workdir_names_the_highest_version_of_its_only_model(tmp_path):
         (tmp_path / "export" / name / version / "saved_model.pb").write_bytes(b"")
 
     with pytest.raises(ValueError, match="no SavedModel"):
-        exporting.find_export(str(tmp_path))
+        workdir.find_export(str(tmp_path))
     for version in ("1", "10", "2"):
         add("dpc", version)
     os.makedirs(tmp_path / "export" / "dpc" / "11")  # Not an export: no saved_model.pb.
-    assert exporting.find_export(str(tmp_path)) == str(tmp_path / "export" / "dpc" / "10")
+    assert workdir.find_export(str(tmp_path)) == str(tmp_path / "export" / "dpc" / "10")
     add("dpc_random", "1")
     with pytest.raises(ValueError, match=r"several models .* \(dpc, dpc_random\)"):
-        exporting.find_export(str(tmp_path))
+        workdir.find_export(str(tmp_path))

@@ -17,7 +17,8 @@ from eval_fixtures import REPO, build_run, cli
 from tfvssl import pretrain
 from tfvssl.data import oops as oops_labels
 from tfvssl.data import synthetic
-from tfvssl.eval import oops, workdir
+from tfvssl import workdir
+from tfvssl.eval import oops
 
 FLAGS = flags.FLAGS
 
@@ -123,7 +124,7 @@ def test_the_predictive_classifier_finds_the_workdir_of_an_export(oops_run):
         oops_annotations=None, oops_borders=None,
     )
 
-    method, source = oops.load_method(config)
+    method, source = oops.method_and_source(config)
 
     assert (method.name, source) == ("memdpc", run)
 

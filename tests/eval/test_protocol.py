@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfvssl.eval import data, protocol
-from tfvssl.models import dpc
+from tfvssl.methods import dpc
 
 
 def brute_softmax(row):

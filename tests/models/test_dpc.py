@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfvssl.methods.dpc import parse_curriculum
 from tfvssl.models import dpc
 
 
@@ -93,10 +94,10 @@ def test_config_round_trip():
     [([], [(3, None)]), (["2:100", "3:200", "4"], [(2, 100), (3, 200), (4, None)])],
 )
 def test_parse_curriculum(items, expected):
-    assert dpc.parse_curriculum(items, 3) == expected
+    assert parse_curriculum(items, 3) == expected
 
 
 @pytest.mark.parametrize("items", [["3", "4"], ["3:x", "4"], ["3:100"]])
 def test_bad_curriculum_names_the_flag(items):
     with pytest.raises(ValueError, match="--curriculum"):
-        dpc.parse_curriculum(items, 3)
+        parse_curriculum(items, 3)

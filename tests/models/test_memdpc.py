@@ -185,7 +185,7 @@ def test_random_resized_example_decodes_only_its_window(tiny_dataset):
     from types import SimpleNamespace
 
     from tfvssl.data import augment, pipeline, records, sampling
-    from tfvssl.models import dpc
+    from tfvssl.methods import dpc
 
     record = next(iter(tf.data.TFRecordDataset(records.list_shards(tiny_dataset, "train"))))
     video = records.parse_sequence_example(record)

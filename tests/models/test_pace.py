@@ -15,13 +15,14 @@ import tensorflow as tf
 
 import conftest
 from conftest import configured_method
+from tfvssl.methods import pace as pace_method
 from tfvssl.models import pace
 
 LEVEL = 20  # Grey level per frame index in the coded video.
 
 
 def make_method(*args):
-    return configured_method(pace.Pace, *args)
+    return configured_method(pace_method.Pace, *args)
 
 
 def coded_video(num_frames):
@@ -68,7 +69,7 @@ def test_labels_match_the_decoded_frames_for_every_pace_including_slow_and_wrapp
 
 def test_pace_pairs_are_distinct_and_uniform():
     draws = tf.data.Dataset.range(2400).map(
-        lambda i: pace.sample_pace_clips(30, 4, [1, 2, 3, 4], 2, tf.stack([i, i]))[1]
+        lambda i: pace_method.sample_pace_clips(30, 4, [1, 2, 3, 4], 2, tf.stack([i, i]))[1]
     )
     pairs = collections.Counter(tuple(labels) for labels in draws.as_numpy_iterator())
     # 12 ordered pairs of different paces, 200 each expected (binomial sd ~13.5).

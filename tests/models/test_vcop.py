@@ -9,13 +9,14 @@ import tensorflow as tf
 
 import conftest
 from conftest import configured_method
+from tfvssl.methods.vcop import VCOP
 from tfvssl.models import vcop
 
 LEVEL = 5  # Grey level per frame index in the coded video.
 
 
 def make_method(*args):
-    return configured_method(vcop.VCOP, *args)
+    return configured_method(VCOP, *args)
 
 
 def coded_video(num_frames):

@@ -10,13 +10,11 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
 
-from tfvssl import methods
+from tfvssl import methods  # Every method's flags, for the flagfiles.
 from tfvssl.data import records
-from tfvssl.models import dpc
 from tfvssl.train import flags as train_flags
 from tfvssl.train import optim, trainer
 
-methods.import_all()  # Every method's flags, for the flagfiles.
 
 TRAIN_VIDEOS = 12  # tiny_dataset: 3 classes x 4 training videos
 
@@ -24,7 +22,7 @@ TRAIN_VIDEOS = 12  # tiny_dataset: 3 classes x 4 training videos
 def resolved(*args):
     with flagsaver.flagsaver():
         flags.FLAGS(["test", "--method=dpc", *args])
-        return train_flags.resolve_config(flags.FLAGS, dpc.DPC)
+        return train_flags.resolve_config(flags.FLAGS, methods.dpc.DPC)
 
 
 def test_count_videos_reads_dataset_info_or_the_shards(tiny_dataset, tmp_path):

@@ -17,7 +17,7 @@ from absl.testing import flagsaver
 from conftest import TINY_DPC_FLAGS, TINY_FLAGS
 
 from tfvssl import pretrain
-from tfvssl.models import dpc
+from tfvssl.methods import dpc
 from tfvssl.train import reporting, trainer
 
 FLAGS = flags.FLAGS

@@ -21,11 +21,9 @@ A file that is not a checkpoint, or a tensor that is missing, has no counterpart
 not fit, ends the command with a one-line `error: ...` naming it and exit status 2.
 """
 
-import os
-
 from absl import app, flags, logging
 
-from tfvssl import cli, pretrain  # Defines every pretraining flag (all methods').
+from tfvssl import cli, pretrain, workdir  # pretrain: every pretraining flag (all methods').
 from tfvssl.convert import importer
 from tfvssl.convert.torch_checkpoint import load_state_dict
 
@@ -77,7 +75,7 @@ def convert():
     path = importer.convert(FLAGS.model, state_dict, method, config.workdir)
     for name in _OWN_FLAGS:
         delattr(config, name)  # flags.txt describes the run, not this command.
-    pretrain.write_flags(config, os.path.join(config.workdir, "flags.txt"))
+    workdir.write_flags(config, config.workdir)
     logging.info("converted %d tensors of %s into %s", len(state_dict), FLAGS.checkpoint, path)
     return config.workdir
 
@@ -86,10 +84,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        workdir = convert()
+        path = convert()
     except ValueError as error:
         return cli.failed(error)
-    print(workdir)
+    print(path)
     return 0
 
 

@@ -29,6 +29,7 @@ from tfvssl.convert import dpc_family, vcop_pace
 from tfvssl.convert.mapping import load_torch_state_dict
 from tfvssl.models import dpc, layers
 from tfvssl.train import checkpoint
+from tfvssl.workdir import CKPT_DIR, FLAGS_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +239,7 @@ def load(kind, model, state_dict):
 
 def _check_new(workdir):
     """Raises ValueError if `workdir` already holds a run's flags or checkpoints."""
-    taken = [name for name in ("flags.txt", "ckpt") if os.path.exists(os.path.join(workdir, name))]
+    taken = [name for name in (FLAGS_FILE, CKPT_DIR) if os.path.exists(os.path.join(workdir, name))]
     if taken:
         raise ValueError(f"--workdir={workdir}: already holds {' and '.join(taken)}; give a new directory")
 
@@ -247,7 +248,7 @@ def convert(kind, state_dict, method, workdir):
     """Builds `method`'s model, loads `state_dict` into it and writes the checkpoint into
     `workdir` (`ckpt/ckpt-0`, and `classifier.keras` for the LC kinds).
 
-    `flags.txt` is the caller's to write (`pretrain.write_flags`), from the configuration
+    `flags.txt` is the caller's to write (`tfvssl.workdir.write_flags`), from the configuration
     `method` was built with. Nothing is written when the state dict does not fit.
 
     Returns:
@@ -262,7 +263,7 @@ def convert(kind, state_dict, method, workdir):
     model = method.build_model()
     classifier = load(kind, model, state_dict)
     # The weights alone (no optimizer state): `--init_from` and the evaluations read no more.
-    path = checkpoint.Checkpointer(os.path.join(workdir, "ckpt"), keep=1, model=model).save(0)
+    path = checkpoint.Checkpointer(os.path.join(workdir, CKPT_DIR), keep=1, model=model).save(0)
     if classifier is not None:
         from tfvssl.eval import classify  # The fine-tuning's classifier.keras, clips -> logits.
 

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfvssl.eval import data, exporting, protocol, workdir
+from tfvssl import workdir
+from tfvssl.eval import data, exporting, protocol
 from tfvssl.models import layers
 from tfvssl.train import optim, reporting
 
@@ -194,34 +195,6 @@ def train(classifier, dataset, config, steps_per_epoch, output_dir):
     )
 
 
-def load_encoder(path, frozen):
-    """The method and encoder `--encoder` names.
-
-    Args:
-      path: an export directory or a pretraining workdir.
-      frozen: True: the `.keras` encoder of the export, frozen (a workdir: of its newest
-        export); False: the same, trainable, or, for a workdir, the encoder rebuilt from its
-        newest checkpoint.
-
-    Returns:
-      `(method, encoder, source)`; `source` names what was loaded. The encoder is the
-      method's own model, without the export's fixed input shape: it takes clips of any
-      number of blocks or segments.
-    """
-    if frozen:
-        path = exporting.find_export(path)
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        # The export wraps the encoder in a functional model with a fixed `clips` input.
-        encoder = exporting.load_keras_encoder(path).layers[-1]
-        encoder.trainable = not frozen
-        return exporting.load_method(path), encoder, os.path.join(path, exporting.KERAS_FILE)
-    if not os.path.isfile(os.path.join(path, workdir.FLAGS_FILE)):
-        raise ValueError(f"--encoder={path}: neither an export directory nor a pretraining workdir")
-    method = workdir.load_method(path)
-    encoder, checkpoint = workdir.restore_encoder(method, path)
-    return method, encoder, checkpoint
-
-
 def run(config, frozen):
     """Trains and evaluates a classifier; returns the path of its `results.json`.
 
@@ -233,7 +206,7 @@ def run(config, frozen):
         raise ValueError("--train_features=cached: only a probe's frozen encoder has fixed features")
     os.makedirs(config.output_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    method, encoder, source = load_encoder(config.encoder, frozen)
+    method, encoder, source = workdir.open_encoder(config.encoder, frozen)
     train_method = method.classifier_method(config, training=True)
     test_method = method.classifier_method(config, training=False)
     outputs = encoder(tf.zeros([1, *train_method.clip_shape()]), training=False)
@@ -252,7 +225,7 @@ def run(config, frozen):
     )
 
     head = build_head(config.head, len(class_names), config.head_dropout, config.head_hidden)
-    weight_decay = config.weight_decay if config.optimizer != "adamw" else 0.0
+    weight_decay = optim.coupled_weight_decay(config)
     if config.train_features == "cached":
         # The head alone learns from the frozen features of fixed clips, computed once.
         features = data.run_views(

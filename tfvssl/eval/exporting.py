@@ -37,14 +37,13 @@ The TF Serving binary must be at least as new as the TensorFlow that wrote the S
 import datetime
 import json
 import os
-import types
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import tfvssl
-from tfvssl import methods
+from tfvssl import methods  # noqa: F401  Registers tfvssl's layers and models with Keras.
 from tfvssl.eval import data
 
 INFO_FILE = "export_info.json"
@@ -115,7 +114,7 @@ def export_encoder(method, encoder, export_dir, extra_info=None, assert_finite=T
     Args:
       method: the encoder's `Method` (clip shape, `normalize`, `eval_clip`).
       encoder: the encoder, built, with running-statistics BatchNorm
-        (`workdir.restore_encoder`).
+        (`tfvssl.workdir.restore_encoder`).
       export_dir: the version directory to create; it must not exist.
       extra_info: more entries for `export_info.json` (e.g. the checkpoint).
       assert_finite: `serving_default` rejects clips holding NaN or Inf (otherwise their
@@ -193,58 +192,15 @@ def export_encoder(method, encoder, export_dir, extra_info=None, assert_finite=T
     return info
 
 
-def find_export(path):
-    """The export directory `path` names: itself, or the newest export of a workdir.
-
-    Args:
-      path: an export version directory (holding `saved_model.pb`), or a pretraining
-        workdir with one model under `export/` (its highest version is used).
-
-    Raises:
-      ValueError: naming `--encoder` when there is no export, or several models to choose
-        from.
-    """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    root = os.path.join(path, "export")
-    versions = {}
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        numbers = [
-            int(v) for v in os.listdir(os.path.join(root, name))
-            if v.isdigit() and os.path.isfile(os.path.join(root, name, v, "saved_model.pb"))
-        ]
-        if numbers:
-            versions[name] = max(numbers)
-    if not versions:
-        raise ValueError(
-            f"--encoder={path}: no SavedModel here or under {root}; write one with "
-            "`python -m tfvssl.export --workdir=<pretraining workdir>`"
-        )
-    if len(versions) > 1:
-        raise ValueError(
-            f"--encoder={path}: several models under {root} ({', '.join(versions)}); give "
-            f"--encoder={root}/<name>/<version>"
-        )
-    (name, version), = versions.items()
-    return os.path.join(root, name, str(version))
-
-
 def read_info(export_dir):
     with open(os.path.join(export_dir, INFO_FILE)) as f:
         return json.load(f)
-
-
-def load_method(export_dir):
-    """The `Method` (with the pretraining configuration) an export was made with."""
-    info = read_info(export_dir)
-    return methods.get_method(info["method"])(types.SimpleNamespace(**info["config"]))
 
 
 def load_keras_encoder(path):
     """Loads an exported `encoder.keras` (a file, or the export directory holding it)."""
     if os.path.isdir(path):
         path = os.path.join(path, KERAS_FILE)
-    methods.import_all()  # Registers tfvssl's layers and models with Keras.
     return keras.saving.load_model(path)
 
 

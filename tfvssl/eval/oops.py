@@ -46,8 +46,9 @@ import tensorflow as tf
 from absl import logging
 
 from tfvssl.data import oops, pipeline, records
-from tfvssl.eval import classify, data, exporting, plots, protocol, workdir
-from tfvssl.train import checkpoint
+from tfvssl import workdir
+from tfvssl.eval import classify, data, exporting, plots, protocol
+from tfvssl.train import checkpoint, optim
 
 RESULTS_FILE = "oops_results.json"
 AUTOTUNE = tf.data.AUTOTUNE
@@ -254,11 +255,11 @@ class PredictiveClassifier(OopsClassifier):
 
 def _pretraining_workdir(path):
     """The MemDPC pretraining workdir `--encoder` names (itself, or the one its export records)."""
-    if os.path.isfile(os.path.join(path, workdir.FLAGS_FILE)):
+    if workdir.is_workdir(path):
         return path
     if os.path.isfile(os.path.join(path, exporting.INFO_FILE)):
         recorded = exporting.read_info(path).get("workdir")
-        if recorded and os.path.isfile(os.path.join(recorded, workdir.FLAGS_FILE)):
+        if recorded and workdir.is_workdir(recorded):
             return recorded
     raise ValueError(
         f"--encoder={path}: --classifier=predictive needs the MemDPC pretraining workdir (its memory and "
@@ -266,7 +267,7 @@ def _pretraining_workdir(path):
     )
 
 
-def load_method(config):
+def method_and_source(config):
     """The `Method` of `--encoder` and what its classifier is built from, without TF work.
 
     Returns:
@@ -289,9 +290,8 @@ def load_method(config):
                 "--classifier=embedding"
             )
         return method, source
-    if os.path.isfile(os.path.join(config.encoder, workdir.FLAGS_FILE)):
-        return workdir.load_method(config.encoder), config.encoder
-    return exporting.load_method(exporting.find_export(config.encoder)), config.encoder
+    path = config.encoder if workdir.is_workdir(config.encoder) else workdir.find_export(config.encoder)
+    return workdir.load_method(path), config.encoder
 
 
 def build_classifier(config, method, source):
@@ -304,21 +304,21 @@ def build_classifier(config, method, source):
     """
     frozen = not config.finetune
     head = classify.build_head(config.head, len(oops.CLASS_NAMES), config.head_dropout, config.head_hidden)
-    weight_decay = config.weight_decay if config.optimizer != "adamw" else 0.0
+    weight_decay = optim.coupled_weight_decay(config)
     if config.classifier == "predictive":
         keras.utils.set_random_seed(method.config.seed)
         model = method.build_model()
         workdir.use_running_statistics(model)
         loaded = "random initialisation"
         if not config.random_init:
-            loaded = checkpoint.load_weights(model, os.path.join(source, "ckpt"))
+            loaded = checkpoint.load_weights(model, os.path.join(source, workdir.CKPT_DIR))
         classifier = PredictiveClassifier(model, head, frozen, weight_decay)
         return classifier, method.config.block_length, loaded
     if config.random_init:
         encoder, _ = workdir.restore_encoder(method, None)
         encoder, loaded = exporting.keras_encoder(method, encoder), "random initialisation"
     else:
-        _, encoder, loaded = classify.load_encoder(source, frozen)
+        _, encoder, loaded = workdir.open_encoder(source, frozen)
     return EmbeddingClassifier(encoder, head, frozen, weight_decay), method.clip_shape()[0], loaded
 
 
@@ -556,7 +556,7 @@ def summary(results):
 
 def run(config):
     """Trains and evaluates the Oops classifier of `config`; returns its results path."""
-    method, source = load_method(config)
+    method, source = method_and_source(config)
     annotations = None
     if config.oops_annotations:
         with open(config.oops_annotations) as f:
@@ -598,7 +598,7 @@ def run(config):
     )
     path = os.path.join(config.output_dir, RESULTS_FILE)
     protocol.write_json(path, results)
-    plots_dir = os.path.join(config.output_dir, "plots")
+    plots_dir = os.path.join(config.output_dir, workdir.PLOTS_DIR)
     plots.confusion_matrix(
         results["clip_level"]["confusion_matrix"], results["class_names"],
         os.path.join(plots_dir, "confusion_matrix.png"), title="confusion matrix (clips)",

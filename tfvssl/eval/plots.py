@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfvssl.eval import protocol, retrieval  # noqa: E402
+from tfvssl.workdir import METRICS_FILE, PLOTS_DIR  # noqa: E402
 
 # Keys of metrics.jsonl records that are not metrics.
 _BOOKKEEPING = ("step", "time", "epoch")
@@ -241,15 +242,15 @@ def plot_directory(directory):
     Returns:
       The PNG paths written.
     """
-    plots_dir = os.path.join(directory, "plots")
+    plots_dir = os.path.join(directory, PLOTS_DIR)
     written = []
     for root, _, files in sorted(os.walk(directory)):
         if os.path.abspath(root).startswith(os.path.abspath(plots_dir)):
             continue
         relative = os.path.relpath(root, directory)
         prefix = os.path.join(plots_dir, "" if relative == "." else relative.replace(os.sep, "_") + "_")
-        if "metrics.jsonl" in files:
-            metrics = read_metrics(os.path.join(root, "metrics.jsonl"))
+        if METRICS_FILE in files:
+            metrics = read_metrics(os.path.join(root, METRICS_FILE))
             if metrics:
                 training_curves(metrics, prefix + "training_curves.png", title=relative if relative != "." else "")
                 written.append(prefix + "training_curves.png")

@@ -17,6 +17,7 @@ import os
 import numpy as np
 from absl import logging
 
+from tfvssl import workdir
 from tfvssl.eval import data, exporting, protocol
 
 KS = (1, 5, 10, 20, 50)
@@ -103,8 +104,8 @@ def run(config):
     level, and each query's nearest neighbours, for `tfvssl.plots`) into
     `config.output_dir`; returns the JSON's path.
     """
-    export_dir = exporting.find_export(config.encoder)
-    method = exporting.load_method(export_dir)
+    export_dir = workdir.find_export(config.encoder)
+    method = workdir.load_method(export_dir)
     encoder = exporting.load_saved_model_layer(export_dir)
     outputs = exporting.read_info(export_dir)["outputs"]
     if config.feature not in outputs:

@@ -20,22 +20,10 @@ their class probabilities (`fuse_streams`).
 
 import keras
 import tensorflow as tf
-from absl import flags
 
-from tfvssl import losses, methods
-from tfvssl.data import augment, records
+from tfvssl import losses
 from tfvssl.models import dpc, layers
-from tfvssl.models.pretext import PretextModel
-
-flags.DEFINE_integer("mem_size", 1024, "MemDPC: entries of the compressive memory (k).", lower_bound=1)
-flags.DEFINE_boolean(
-    "bidirectional", True, "MemDPC: also predict backwards with a second GRU (the paper's best model)."
-)
-flags.DEFINE_enum(
-    "bidirectional_loss", "mean", ["mean", "sum"],
-    "MemDPC: combine the forward and backward losses by their mean (paper §3.3) or their sum "
-    "(the authors' code).",
-)
+from tfvssl.models.pretext import PretextModel, check_choice
 
 DIRECTIONS = ("forward", "backward")
 
@@ -63,32 +51,12 @@ class MemoryAugmentedDPC(PretextModel):
     """
 
     def __init__(
-        self,
-        backbone="r2d3d18",
-        num_blocks=8,
-        block_length=5,
-        resolution=128,
-        channels=3,
-        pred_step=3,
-        mem_size=1024,
-        bidirectional=True,
-        bidirectional_loss="mean",
-        gru_dropout=0.1,
-        negatives="replica",
-        batch_stats_bn=False,
-        sync_bn=False,
-        weight_decay=0.0,
-        **kwargs,
+        self, backbone="r2d3d18", num_blocks=8, block_length=5, resolution=128, channels=3, pred_step=3,
+        mem_size=1024, bidirectional=True, bidirectional_loss="mean", gru_dropout=0.1, negatives="replica",
+        batch_stats_bn=False, sync_bn=False, weight_decay=0.0, **kwargs
     ):
+        check_choice("bidirectional_loss", bidirectional_loss, ("mean", "sum"))
         super().__init__(weight_decay=weight_decay, **kwargs)
-        if bidirectional_loss not in ("mean", "sum"):
-            raise ValueError(f"--bidirectional_loss={bidirectional_loss}: choose mean or sum")
-        self.config = dict(
-            backbone=backbone, num_blocks=num_blocks, block_length=block_length, resolution=resolution,
-            channels=channels, mem_size=mem_size, bidirectional=bidirectional,
-            bidirectional_loss=bidirectional_loss, gru_dropout=gru_dropout, negatives=negatives,
-            batch_stats_bn=batch_stats_bn, sync_bn=sync_bn,
-        )
         self.num_blocks = num_blocks
         self.pred_step = pred_step
         self.negatives = negatives
@@ -175,8 +143,6 @@ class MemoryAugmentedDPC(PretextModel):
         # mean, concatenated with the backward one's when bidirectional (512-d with R18).
         return dpc.lc_encoder(self.encoder)
 
-    def get_config(self):
-        return {**super().get_config(), **self.config, "pred_step": self.pred_step}
 
 
 def fuse_streams(rgb_probabilities, flow_probabilities):
@@ -199,58 +165,3 @@ def fuse_streams(rgb_probabilities, flow_probabilities):
             f"vs {tuple(flow_probabilities.shape)} (flow)"
         )
     return (rgb_probabilities + flow_probabilities) / 2
-
-
-@methods.register_method
-class MemDPC(dpc.DPC):
-    """MemDPC; recipe of the paper (§5.2) and the authors' UCF101 run: R18 at 128 px, 8 blocks
-    of 5 frames at stride 3, 5pred3 both ways, memory of 1024, Adam 1e-3 decayed once to
-    1e-4 on a validation plateau, weight decay 1e-5, batch 16 per GPU, 500 epochs."""
-
-    name = "memdpc"
-    identity_flags = dpc.DPC.identity_flags + ("mem_size", "bidirectional")
-    # The classifier's input "follows the same frame sampling procedure" as pretraining
-    # (§5.3): its number of blocks (8).
-    classifier_blocks = None
-    recipe = dict(
-        backbone="r2d3d18", resolution=128, per_replica_batch_size=16, optimizer="adam", lr=1e-3,
-        weight_decay=1e-5, lr_schedule="plateau", lr_decay_factor=0.1, min_lr=1e-4,
-        train_steps=149_000, num_blocks=8, block_length=5, frame_stride=3, pred_step=3,
-        gru_dropout=0.1, crop="random_resized", grey_prob=0.25, batch_stats_bn=False,
-    )
-
-    def validate(self):
-        c = self.config
-        if c.modality not in ("rgb", "flow"):
-            raise ValueError(f"--modality={c.modality}: MemDPC trains on rgb or flow")
-        if c.curriculum:
-            raise ValueError(f"--curriculum={','.join(c.curriculum)}: MemDPC has no curriculum (DPC only)")
-        if c.pred_step >= c.num_blocks:
-            raise ValueError(
-                f"--pred_step={c.pred_step}: must be smaller than --num_blocks={c.num_blocks} "
-                "(at least one observed block)"
-            )
-        if len(c.color_jitter) != 4:
-            raise ValueError(f"--color_jitter={','.join(c.color_jitter)}: needs 4 values")
-
-    def channels(self):
-        return records.MODALITY_CHANNELS[self.config.modality]
-
-    def build_model(self, norm_options=None):
-        c = self.config
-        return MemoryAugmentedDPC(
-            backbone=c.backbone, num_blocks=c.num_blocks, block_length=c.block_length,
-            resolution=c.resolution, channels=self.channels(), pred_step=c.pred_step,
-            mem_size=c.mem_size, bidirectional=c.bidirectional, bidirectional_loss=c.bidirectional_loss,
-            gru_dropout=c.gru_dropout, negatives=c.negatives, batch_stats_bn=c.batch_stats_bn,
-            sync_bn=c.sync_bn, weight_decay=c.weight_decay if c.optimizer != "adamw" else 0.0,
-        )
-
-    def clip_shape(self):
-        c = self.config
-        return (c.num_blocks * c.block_length, c.resolution, c.resolution, self.channels())
-
-    def normalize(self, frames):
-        frames = tf.image.convert_image_dtype(frames, tf.float32)
-        # As `dpc_batch_augment`: ImageNet statistics for RGB, [0, 1] for flow.
-        return augment.normalize(frames, "imagenet") if self.config.modality == "rgb" else frames

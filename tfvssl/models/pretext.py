@@ -9,6 +9,8 @@ skipping a step whose loss is not finite. Because it is a regular Keras
 `train_step`, the model also trains with `model.fit` in a user's own code.
 """
 
+import inspect
+
 import keras
 import tensorflow as tf
 
@@ -67,6 +69,12 @@ def clip_global_norm(grads, clip_norm, unscale=1.0):
     return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
 
 
+def check_choice(flag, value, choices):
+    """Raises ValueError naming `--flag` when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"--{flag}={value}: choose one of {', '.join(choices)}")
+
+
 class PretextModel(keras.Model):
     """A self-supervised model: subclasses define `compute_pretext` and `encoder`.
 
@@ -74,15 +82,26 @@ class PretextModel(keras.Model):
       weight_decay: coupled L2 coefficient, applied to every trainable variable as
         PyTorch's optimizers do (the gradient of `weight_decay / 2 * ||w||^2`).
 
-    `grad_clip_norm` (set by the trainer, None: off) clips the norm of each update's
-    gradient, weight decay included.
+    `config` holds the subclass's constructor arguments (defaults filled in, without
+    `weight_decay` and Keras' own), which `get_config` returns, so a subclass writes them
+    once, in its signature. `grad_clip_norm` (set by the trainer, None: off) clips the norm
+    of each update's gradient, weight decay included.
     """
 
     grad_clip_norm = None
 
+    def __new__(cls, *args, **kwargs):
+        instance = super().__new__(cls, *args, **kwargs)
+        arguments = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        arguments.apply_defaults()
+        skipped = {"self", "weight_decay", "kwargs"}
+        instance._constructor_arguments = {k: v for k, v in arguments.arguments.items() if k not in skipped}
+        return instance
+
     def __init__(self, weight_decay=0.0, **kwargs):
         super().__init__(**kwargs)
         self.weight_decay = float(weight_decay)
+        self.config = self._constructor_arguments
 
     def compute_pretext(self, data, training):
         """Returns a dict with the scalar `loss` and the method's metrics (scalars)."""
@@ -90,8 +109,9 @@ class PretextModel(keras.Model):
 
     def build_encoder(self):
         """Returns the encoder (a Keras model sharing this model's weights): clips ->
-        `{"embedding": [B, D], "feature_map": [B, t, h, w, D], ...}` (DESIGN contract)."""
-        raise NotImplementedError
+        `{"embedding": [B, D], "feature_map": [B, t, h, w, D], ...}` (DESIGN contract);
+        by default the model's `encoder` attribute."""
+        return self.encoder
 
     def l2_penalty(self):
         """`weight_decay / 2 * sum ||w||^2` over the trainable variables, float32."""
@@ -144,4 +164,4 @@ class PretextModel(keras.Model):
         return self.compute_pretext(data, training=False)
 
     def get_config(self):
-        return {"weight_decay": self.weight_decay, "name": self.name}
+        return {"weight_decay": self.weight_decay, "name": self.name, **self.config}

@@ -18,26 +18,11 @@ import math
 
 import keras
 import tensorflow as tf
-from absl import flags
 
-from tfvssl import methods
-from tfvssl.data import augment, pipeline, sampling
 from tfvssl.models import layers
-from tfvssl.models.clip_encoder import ClipMethod, build_clip_encoder, classification_logs
+from tfvssl.models.clip_encoder import build_clip_encoder, classification_logs
 from tfvssl.models.pretext import PretextModel
 
-flags.DEFINE_integer(
-    "clip_interval", None, "VCOP: frames skipped between consecutive clips (8).", lower_bound=0
-)
-flags.DEFINE_integer(
-    "tuple_length", None, "VCOP: clips per tuple, 2 to 5 (3); there are tuple_length! order classes.",
-    lower_bound=2, upper_bound=5,
-)
-flags.DEFINE_boolean(
-    "fold_clips", False,
-    "VCOP: encode all clips of the batch in one backbone call (BatchNorm statistics over every "
-    "clip) instead of one call per tuple slot as the authors (statistics per slot).",
-)
 
 # Width of the pairwise layer fc7, as the authors' VCOPN.
 PAIR_FEATURES = 512
@@ -66,22 +51,10 @@ class ClipOrderPrediction(PretextModel):
     """
 
     def __init__(
-        self,
-        backbone="r21d",
-        clip_length=16,
-        resolution=112,
-        tuple_length=3,
-        fold_clips=False,
-        dropout=0.5,
-        sync_bn=False,
-        weight_decay=0.0,
-        **kwargs,
+        self, backbone="r21d", clip_length=16, resolution=112, tuple_length=3, fold_clips=False, dropout=0.5,
+        sync_bn=False, weight_decay=0.0, **kwargs
     ):
         super().__init__(weight_decay=weight_decay, **kwargs)
-        self.config = dict(
-            backbone=backbone, clip_length=clip_length, resolution=resolution,
-            tuple_length=tuple_length, fold_clips=fold_clips, dropout=dropout, sync_bn=sync_bn,
-        )
         self.tuple_length = tuple_length
         self.fold_clips = fold_clips
         self.pairs = list(itertools.combinations(range(tuple_length), 2))
@@ -129,58 +102,3 @@ class ClipOrderPrediction(PretextModel):
     def compute_pretext(self, data, training):
         outputs = self(data["tuple"], training=training)
         return classification_logs(outputs["logits"], data["label"])
-
-    def build_encoder(self):
-        return self.encoder
-
-    def get_config(self):
-        return {**super().get_config(), **self.config}
-
-
-@methods.register_method
-class VCOP(ClipMethod):
-    """Clip order prediction; the paper's recipe (§4): tuples of 3 clips of 16 frames 8 frames
-    apart, 112 crops of 128x171 frames, SGD lr 1e-3 (constant), momentum 0.9, weight decay
-    5e-4, 8 tuples a batch, 300 epochs."""
-
-    name = "vcop"
-    identity_flags = ClipMethod.identity_flags + ("tuple_length",)
-    recipe = dict(
-        backbone="r21d", resolution=112, frame_size=["128", "171"], clip_length=16, clip_interval=8,
-        tuple_length=3, batch_size=8, optimizer="sgd", lr=1e-3, weight_decay=5e-4,
-        lr_schedule="constant", train_steps=327_600,
-    )
-
-    def min_frames(self):
-        c = self.config
-        return sampling.vcop_span(c.clip_length, c.clip_interval, c.tuple_length)
-
-    def train_example(self, video, seed):
-        """A shuffled tuple `[n, T, R, R, 3]` float32 in [0, 1] and its order class (int32)."""
-        c = self.config
-        n, length, size = c.tuple_length, c.clip_length, c.resolution
-        sample_seed, crop_seed = sampling.split_seed(seed, 2)
-        indices, label, _ = sampling.sample_vcop_tuple(
-            video["num_frames"], length, c.clip_interval, n, sample_seed
-        )
-        frames = self.resize(pipeline.decode_frames(video["rgb"], tf.reshape(indices, [-1])))
-        clips = tf.reshape(frames, [n, length, *frames.shape[1:]])
-        clips = augment.map_per_clip(lambda clip, s: augment.random_crop(clip, size, s), clips, crop_seed)
-        clips = tf.ensure_shape(self.normalize(clips), [n, length, size, size, 3])
-        return {"tuple": clips, "label": label}
-
-    def build_model(self, norm_options=None):
-        c = self.config
-        return ClipOrderPrediction(
-            backbone=c.backbone, clip_length=c.clip_length, resolution=c.resolution,
-            tuple_length=c.tuple_length, fold_clips=c.fold_clips, sync_bn=c.sync_bn,
-            weight_decay=c.weight_decay if c.optimizer != "adamw" else 0.0,
-        )
-
-    def normalize(self, frames):
-        return augment.normalize(frames, "unit")
-
-    def downstream_clip(self, frames, seed):
-        # The authors' fine-tuning (`ft_classify.py`; the paper gives none): the pretraining
-        # resize and random crop, never a flip.
-        return self.normalize(augment.random_crop(self.resize(frames), self.config.resolution, seed))

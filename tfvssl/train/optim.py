@@ -12,6 +12,13 @@ import tensorflow as tf
 from absl import logging
 
 
+def coupled_weight_decay(config):
+    """The L2 coefficient a model applies itself (`PretextModel`, the classifiers): the
+    configured `weight_decay` with `adam`/`sgd` (PyTorch's coupled decay), 0 with `adamw`,
+    whose optimizer decays the weights decoupled instead."""
+    return config.weight_decay if config.optimizer != "adamw" else 0.0
+
+
 def make_optimizer(config):
     """Builds the optimizer of `config` (`optimizer`, `lr`, `momentum`, `weight_decay`, ...).
 

@@ -6,6 +6,8 @@ import os
 import time
 
 import tensorflow as tf
+
+from tfvssl.workdir import METRICS_FILE, TENSORBOARD_DIR
 from absl import logging
 
 
@@ -20,8 +22,8 @@ class MetricWriter:
     def __init__(self, workdir, enabled=True, start_step=0):
         self.enabled = enabled
         if enabled:
-            self.summary = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-            path = os.path.join(workdir, "metrics.jsonl")
+            self.summary = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR))
+            path = os.path.join(workdir, METRICS_FILE)
             truncate_metrics(path, start_step)
             self.jsonl = open(path, "a")
 

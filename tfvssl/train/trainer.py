@@ -23,6 +23,7 @@ from absl import logging
 from tfvssl.data import pipeline, records
 from tfvssl.train import checkpoint, optim, reporting
 from tfvssl.train import strategy as strategies
+from tfvssl.workdir import CKPT_DIR
 
 
 class NonFiniteLossError(RuntimeError):
@@ -228,7 +229,7 @@ def train(method, config, workdir, strategy=None):
         position = DataPosition(num_pipelines)
     schedule = optim.LearningRateSchedule(config, optimizer)
     checkpointer = checkpoint.Checkpointer(
-        os.path.join(workdir, "ckpt"), keep=config.keep_checkpoints, is_chief=chief,
+        os.path.join(workdir, CKPT_DIR), keep=config.keep_checkpoints, is_chief=chief,
         model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
         data_position=position.variable, skipped_records=position.skipped,
         schedule=schedule.state(), rng=_seed_generator_states(model),

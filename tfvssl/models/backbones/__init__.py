@@ -1,4 +1,4 @@
-"""Registry of the spatio-temporal backbones the five papers use.
+"""The spatio-temporal backbones the five papers use, one table of builders.
 
 Every backbone is a functional Keras model from a clip batch to a dict of feature maps:
 
@@ -13,27 +13,26 @@ module names with dots replaced by underscores, so the checkpoint importer's nam
 read like the state_dict they come from.
 """
 
+from tfvssl.models.backbones import c3d, r2d3d, r3d, resnet2d, s3dg
 from tfvssl.models.layers import NormOptions
 
-_BUILDERS = {}
-
-
-def register(name):
-    """Decorator adding a builder `fn(input_shape, *, norm, name) -> keras.Model`."""
-
-    def decorator(builder):
-        if name in _BUILDERS:
-            raise ValueError(f"backbone {name!r} registered twice")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorator
+# The table of backbones: `--backbone` name -> builder `fn(input_shape, *, norm, name) -> keras.Model`.
+BACKBONES = {
+    "c3d": c3d.c3d,
+    "r2d3d18": r2d3d.r2d3d18,
+    "r2d3d34": r2d3d.r2d3d34,
+    "r3d": r3d.r3d,
+    "r3d18": r3d.r3d18,
+    "r21d": r3d.r21d,
+    "r21d18": r3d.r21d18,
+    "resnet18_2d": resnet2d.resnet18_2d,
+    "s3dg": s3dg.s3dg,
+}
 
 
 def available_backbones():
-    """Sorted names of the registered backbones."""
-    _import_all()
-    return sorted(_BUILDERS)
+    """Sorted names of the backbones."""
+    return sorted(BACKBONES)
 
 
 def build_backbone(backbone, input_shape, norm=NormOptions(), **kwargs):
@@ -44,12 +43,6 @@ def build_backbone(backbone, input_shape, norm=NormOptions(), **kwargs):
     Raises:
       ValueError: for an unknown name, listing the known ones.
     """
-    _import_all()
-    if backbone not in _BUILDERS:
-        raise ValueError(f"--backbone={backbone}: unknown backbone; choose one of {sorted(_BUILDERS)}")
-    return _BUILDERS[backbone](tuple(input_shape), norm=norm, **kwargs)
-
-
-def _import_all():
-    # Importing the modules registers their builders.
-    from tfvssl.models.backbones import c3d, r2d3d, r3d, resnet2d, s3dg  # noqa: F401
+    if backbone not in BACKBONES:
+        raise ValueError(f"--backbone={backbone}: unknown backbone; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[backbone](tuple(input_shape), norm=norm, **kwargs)

@@ -12,7 +12,6 @@ For 16 frames at 112 px: conv1/pool1 16x56x56, pool2 8x28x28, pool3 4x14x14, `st
 import keras
 
 from tfvssl.models import layers
-from tfvssl.models.backbones import register
 
 # (conv suffix, channels, max-pool after it or None), in the order of the original.
 _LAYOUT = (
@@ -27,7 +26,6 @@ _LAYOUT = (
 )
 
 
-@register("c3d")
 def c3d(input_shape, *, norm=layers.NormOptions(), name=None):
     """C3D-BN: 27,661,440 trainable parameters.
 

@@ -12,7 +12,6 @@ For 5 frames at 128 px the output (`stage5`) is `[B, 2, 4, 4, 256]`.
 import keras
 
 from tfvssl.models import layers
-from tfvssl.models.backbones import register
 
 # (blocks per stage) of the two depths the papers use.
 _DEPTHS = {"r2d3d18": (2, 2, 2, 2), "r2d3d34": (3, 4, 6, 3)}
@@ -71,13 +70,11 @@ def _build(depth_name, input_shape, norm, name=None):
     )
 
 
-@register("r2d3d18")
 def r2d3d18(input_shape, *, norm=layers.NormOptions(), name=None):
     """ResNet-18-2D3D: 14,057,536 trainable parameters."""
     return _build("r2d3d18", input_shape, norm, name)
 
 
-@register("r2d3d34")
 def r2d3d34(input_shape, *, norm=layers.NormOptions(), name=None):
     """ResNet-34-2D3D: 32,422,208 trainable parameters."""
     return _build("r2d3d34", input_shape, norm, name)

@@ -22,7 +22,6 @@ For 16 frames at 112 px: stem 16x56x56x64, conv2 16x56x56x64, conv3 8x28x28x128,
 import keras
 
 from tfvssl.models import backbone_layers, layers
-from tfvssl.models.backbones import register
 
 _CHANNELS = (64, 128, 256, 512)
 
@@ -77,25 +76,21 @@ def _build(input_shape, layer_sizes, conv, norm, name):
     return keras.Model(clips, {"stage4": outputs[4], "stage5": outputs[5]}, name=name)
 
 
-@register("r3d")
 def r3d(input_shape, *, norm=layers.NormOptions(), name=None):
     """R3D, one block per stage (VCOP/Pace): 14,361,792 trainable parameters."""
     return _build(input_shape, (1, 1, 1, 1), _conv3d, norm, name or "r3d")
 
 
-@register("r3d18")
 def r3d18(input_shape, *, norm=layers.NormOptions(), name=None):
     """R3D-18, two blocks per stage: 33,166,272 trainable parameters."""
     return _build(input_shape, (2, 2, 2, 2), _conv3d, norm, name or "r3d18")
 
 
-@register("r21d")
 def r21d(input_shape, *, norm=layers.NormOptions(), name=None):
     """R(2+1)D, one block per stage (VCOP/Pace): 14,365,303 trainable parameters."""
     return _build(input_shape, (1, 1, 1, 1), backbone_layers.conv2plus1d, norm, name or "r21d")
 
 
-@register("r21d18")
 def r21d18(input_shape, *, norm=layers.NormOptions(), name=None):
     """R(2+1)D-18, two blocks per stage: 33,178,423 trainable parameters."""
     return _build(input_shape, (2, 2, 2, 2), backbone_layers.conv2plus1d, norm, name or "r21d18")

@@ -15,7 +15,6 @@ output (`stage5`) is 7x7x512, `stage4` 14x14x256.
 import keras
 
 from tfvssl.models import layers
-from tfvssl.models.backbones import register
 
 _CHANNELS = (64, 128, 256, 512)
 _BLOCKS = (2, 2, 2, 2)
@@ -43,7 +42,6 @@ def _basic_block(x, filters, stride, norm, name):
     return keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
-@register("resnet18_2d")
 def resnet18_2d(input_shape, *, norm=layers.NormOptions(), name=None):
     """ResNet-18 (2-D): 11,176,512 trainable parameters for 3 input channels, 11,261,184 for 30.
 

@@ -27,7 +27,6 @@ For 64 frames at 224 px: conv1 32x112x112, `stage4` (mixed_4f) 16x14x14x832, `st
 import keras
 
 from tfvssl.models import backbone_layers, layers
-from tfvssl.models.backbones import register
 
 # Inception widths: branch 0 (1x1x1), branch 1 (1x1x1, 3x3x3), branch 2 (1x1x1, 3x3x3),
 # branch 3 (pool, 1x1x1), as the original's constructor arguments.
@@ -84,7 +83,6 @@ def _inception(x, widths, norm, name):
     return keras.layers.Concatenate(name=name)(gated)
 
 
-@register("s3dg")
 def s3dg(input_shape, *, norm=layers.NormOptions(), name=None):
     """S3D-G without the final `fc`: 9,125,072 trainable parameters.
 

@@ -1,43 +1,19 @@
-"""The method registry: a name (`dpc`, `memdpc`, `tcp`, `pace`, `vcop`) -> its `Method`.
+"""The `Method` interface: what the generic trainer and the CLIs know of a pretext task.
 
 A `Method` is everything the generic trainer must not know: the paper's recipe (the
 defaults of the shared flags), how one training example is cut from a video (sampler and
-augmentations), the Keras model and its encoder. The trainer and the CLIs only talk to
-this interface.
+augmentations), the Keras model and its encoder. The table of methods is
+`tfvssl.methods.METHODS`.
 """
 
 import types
 
-_METHODS = {}
+import tensorflow as tf
 
 
-def register_method(cls):
-    """Class decorator adding a `Method` subclass under `cls.name`."""
-    if cls.name in _METHODS:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _METHODS[cls.name] = cls
-    return cls
-
-
-def import_all():
-    # Importing a method's module registers it (and defines its flags).
-    from tfvssl.models import dpc  # noqa: F401
-    from tfvssl.models import memdpc  # noqa: F401
-    from tfvssl.models import tcp  # noqa: F401
-    from tfvssl.models import pace, vcop  # noqa: F401
-
-
-def available_methods():
-    import_all()
-    return sorted(_METHODS)
-
-
-def get_method(name):
-    """The `Method` class registered as `name`; raises ValueError naming `--method`."""
-    import_all()
-    if name not in _METHODS:
-        raise ValueError(f"--method={name}: unknown method; choose one of {sorted(_METHODS)}")
-    return _METHODS[name]
+def short_side_fraction(height, width, fraction):
+    """`round(min(height, width) * fraction)`, int32: a crop side relative to the frames."""
+    return tf.cast(tf.round(tf.cast(tf.minimum(height, width), tf.float32) * fraction), tf.int32)
 
 
 class Method:
@@ -47,7 +23,7 @@ class Method:
     namespace of the resolved flag values (shared flags left unset take the recipe's value).
 
     Attributes:
-      name: registry name.
+      name: the method's key in `tfvssl.methods.METHODS` (`--method`).
       recipe: the paper's values for the shared training flags (`lr`, `batch_size`,
         `optimizer`, `weight_decay`, `resolution`, `lr_schedule`, ...).
       modalities: the record modalities the method reads (see `records.MODALITY_KEYS`).
