@@ -117,6 +117,8 @@ def main(argv):
         trainer.train(method, config, config.workdir, strategy=strategy)
     except trainer.NonFiniteLossError as error:
         return cli.failed(error, 3)
+    except trainer.InputStoppedError as error:
+        return cli.failed(error, 4)
     return 0
 
 
