@@ -157,7 +157,8 @@ def run(flag_values=flags.FLAGS):
 
 def verify(flag_values=flags.FLAGS):
     """Checks the dataset root `--output_dir` and prints what it found; returns the problems."""
-    _require(flag_values, "output_dir")
+    if not flag_values.output_dir:
+        raise ValueError("--output_dir: the dataset root to verify is required with --verify")
     records_read, problems = conversion.verify(flag_values.output_dir)
     for problem in problems:
         print(problem)

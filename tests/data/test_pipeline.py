@@ -32,11 +32,12 @@ def test_decode_frames_decodes_only_the_given_frames_and_window():
 # ---- Faults: the stream never hangs and counts what it cannot read ---------------------------
 
 
-def write_dataset(root, num_frames, shards=1, videos_per_shard=9):
-    """A dataset root of grey videos of `num_frames` 40x40 frames; returns its shard paths."""
+def write_dataset(root, frame_counts, videos_per_shard=9):
+    """A dataset root of grey videos of 40x40 frames, as many as `frame_counts` gives, in
+    that order; returns its shard paths."""
     jpeg = records.encode_jpeg(np.full((40, 40, 3), 100, np.uint8))
     with records.ShardWriter(str(root), "train", videos_per_shard) as writer:
-        for index in range(shards * videos_per_shard):
+        for index, num_frames in enumerate(frame_counts):
             writer.write(records.make_sequence_example({"rgb": [jpeg] * num_frames}, filename=f"video{index}"))
     records.write_dataset_info(str(root), {"splits": {"train": writer.split_info()}})
     return records.list_shards(str(root))
@@ -76,33 +77,42 @@ def dpc():
 
 
 def test_videos_too_short_for_the_recipe_stop_the_stream_with_the_numbers(dpc, tmp_path):
-    files = write_dataset(tmp_path, num_frames=5)
+    files = write_dataset(tmp_path, [5] * 9)
     _, error = run_until(pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4))
     assert pipeline.stop_reason(error) == (
-        "no training example in 18 record(s) (a whole epoch): 18 video(s) shorter than the 8 frames "
+        "no training example in 18 record(s) (at least a whole epoch): 18 video(s) shorter than the 8 frames "
         "the recipe needs (the longest has 5)"
     )
 
 
 def test_a_shard_unreadable_from_its_first_record_stops_the_stream_naming_it(dpc, tmp_path):
-    [shard] = write_dataset(tmp_path, num_frames=12)
+    [shard] = write_dataset(tmp_path, [12] * 9)
     with open(shard, "r+b") as f:
         f.seek(3)
         f.write(b"\xff")  # The first record's length: its checksum fails.
     dataset = pipeline.training_dataset([shard], dpc, 4, shuffle_buffer=4, max_corrupt_fraction=1.0)
     _, error = run_until(dataset)
     assert pipeline.stop_reason(error) == (
-        f"no training example in 18 record(s) (a whole epoch): 18 record(s) unreadable (the last in "
+        f"no training example in 18 record(s) (at least a whole epoch): 18 record(s) unreadable (the last in "
         f"{shard} from byte 0)"
     )
 
 
-def test_a_long_run_of_unusable_records_stops_the_stream(dpc, tmp_path):
-    files = write_dataset(tmp_path, num_frames=5, shards=3, videos_per_shard=4)
-    dataset = pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4, max_records_without_example=5)
-    _, error = run_until(dataset)
-    assert pipeline.stop_reason(error).startswith(
-        "no training example in 5 record(s) (--max_records_without_example=5): 5 video(s) shorter"
+def test_a_run_of_records_without_example_longer_than_allowed_stops_the_stream(dpc, tmp_path):
+    files = write_dataset(tmp_path, [5, 5, 5, 5, 12] * 2, videos_per_shard=10)  # Read in this order.
+
+    def stream(max_records):
+        return pipeline.training_dataset(
+            files, dpc, 1, shuffle_buffer=1, deterministic=True, max_records_without_example=max_records
+        )
+
+    # Every fifth record gives an example: a limit of 5 records without one is never reached.
+    batch, _ = run_until(stream(5), lambda batch: batch["position"][0, 1] == 3)  # In epoch 3.
+    assert batch is not None
+    _, error = run_until(stream(4))
+    assert pipeline.stop_reason(error) == (
+        "no training example in 4 record(s) (--max_records_without_example=4): 4 video(s) shorter than the "
+        "8 frames the recipe needs (the longest has 5)"
     )
 
 
@@ -125,7 +135,7 @@ def damage(path, how):
 
 @pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
 def test_a_damaged_shard_is_named_and_its_lost_records_counted(dpc, tmp_path, how):
-    files = write_dataset(tmp_path, num_frames=12, shards=2)
+    files = write_dataset(tmp_path, [12] * 18)
     ends = record_ends(files[1])
     readable = damage(files[1], how)
     assert 0 < readable < 9
@@ -145,7 +155,7 @@ def test_a_damaged_shard_is_named_and_its_lost_records_counted(dpc, tmp_path, ho
 
 
 def test_without_record_counts_a_cut_is_found_by_the_shard_size(dpc, tmp_path):
-    files = write_dataset(tmp_path, num_frames=12)
+    files = write_dataset(tmp_path, [12] * 9)
     os.remove(tmp_path / records.DATASET_INFO)
     ends = record_ends(files[0])
     readable = damage(files[0], "truncated")

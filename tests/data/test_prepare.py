@@ -473,10 +473,17 @@ def process_state(pid):
 
 
 def alive(pids):
+    """Those of `pids` still running."""
     return [pid for pid in pids if (process_state(pid) or ("Z",))[0] != "Z"]
 
 
+def children(pid):
+    """The processes whose parent is `pid`."""
+    return [child for child in filter(str.isdigit, os.listdir("/proc")) if (process_state(child) or ("", 0))[1] == pid]
+
+
 def partial_shards(output):
+    """The shards of `output` being written."""
     split_dir = output / "train"
     return [name for name in os.listdir(split_dir) if name.endswith(".partial")] if split_dir.is_dir() else []
 
@@ -498,7 +505,7 @@ def test_workers_die_with_a_killed_conversion(tmp_path):
         while len(partial_shards(output)) < 2:
             assert time.time() < deadline and parent.poll() is None, "the workers never started a shard"
             time.sleep(0.2)
-        workers = [pid for pid in filter(str.isdigit, os.listdir("/proc")) if (process_state(pid) or (0, 0))[1] == parent.pid]
+        workers = children(parent.pid)
         parent.kill()
         parent.wait()
         deadline = time.time() + 5

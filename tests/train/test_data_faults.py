@@ -38,7 +38,8 @@ def test_a_truncated_shard_is_named_in_the_logs_and_counted_in_the_metrics(tiny_
     lost = records.shard_record_counts([shard])[0] - readable
     workdir = str(tmp_path / "run")
     with flagsaver.flagsaver():
-        FLAGS(["pretrain", *tiny_args(data, workdir, "--max_corrupt_fraction=0.9")])
+        # 16 clips: more than the readable videos, so past the first epoch's cut.
+        FLAGS(["pretrain", *tiny_args(data, workdir, "--max_corrupt_fraction=0.9", "--train_steps=4")])
         method, config = pretrain.effective_config()
     with caplog.at_level(logging.WARNING):
         trainer.train(method, config, workdir)
@@ -47,7 +48,7 @@ def test_a_truncated_shard_is_named_in_the_logs_and_counted_in_the_metrics(tiny_
     assert warnings and f"the last in {shard} from byte " in warnings[0]
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         counted = [json.loads(line)["corrupt_records"] for line in f]
-    assert counted[-1] == lost and counted[-1] > 0
+    assert lost > 0 and counted[-1] in (lost, 2 * lost)  # The second epoch's cut may come in too.
 
 
 @pytest.mark.slow
@@ -65,6 +66,6 @@ def test_videos_too_short_for_the_recipe_stop_the_run_with_the_reason(tmp_path):
     assert result.returncode == 4
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        "error: stopping at step 0: no training example in 18 record(s) (a whole epoch): 18 video(s) "
+        "error: stopping at step 0: no training example in 18 record(s) (at least a whole epoch): 18 video(s) "
         "shorter than the 8 frames the recipe needs (the longest has 5) (last checkpoint: none)"
     )

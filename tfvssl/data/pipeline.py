@@ -5,9 +5,11 @@ are decoded. All randomness is stateless and derived from `(seed, epoch, offset)
 record in the shuffled stream, so an interrupted run resumes on the same data and, with
 `deterministic=True`, the same batches.
 
-Training elements carry `position = [pipeline, epoch, offset]`: the trainer checkpoints
-the position it has consumed up to and counts records that were skipped (too short or
-undecodable) from the gaps between offsets.
+Training elements carry `position = [pipeline, epoch, offset, corrupt, cut shard, cut
+byte]`: the trainer checkpoints the position it has consumed up to, counts the records
+that were skipped (too short or undecodable) from the gaps between offsets and those lost
+to read errors from `corrupt`. The training stream never hangs: data that gives no
+example, or mostly unreadable data, stops it with the reason (`training_dataset`).
 """
 
 import re
@@ -65,12 +67,12 @@ RECORD, CUT, EPOCH_END = 0, 1, 2
 _STOP_TAG = "tfvssl input stopped: "
 
 
-def _marker(kind, shard=-1, lost=0, at=0):
-    """A stream element that is not a record: `kind` CUT (`lost` records of shard index
-    `shard` from byte `at` on) or EPOCH_END."""
+def _marker(kind, shard=-1):
+    """A stream element of `kind` from shard index `shard`, nothing lost, no record yet."""
+    zero = tf.constant(0, tf.int64)
     return {
         "kind": tf.constant(kind, tf.int64), "record": tf.constant(""), "shard": tf.cast(shard, tf.int64),
-        "lost": tf.cast(lost, tf.int64), "at": tf.cast(at, tf.int64),
+        "lost": zero, "at": zero,
     }
 
 
@@ -142,6 +144,8 @@ def _epoch_records(table, epoch, seed, pipeline_index, num_pipelines, shuffle_bu
         # Fewer shards than pipelines: split records instead of files.
         dataset = dataset.shard(num_pipelines, pipeline_index)
     return dataset.shuffle(shuffle_buffer, seed=seed)
+
+
 def training_dataset(
     files,
     method,
@@ -298,7 +302,7 @@ def _watchdog(dataset, files, min_frames, start_epoch, start_offset, epoch_size,
         }
         last_cut = (paths[tf.maximum(state["cut_shard"], 0)], state["cut_at"])
         checks = [
-            _stop_if_stalled(state, last_cut, min_frames, max_records_without_example),
+            _stop_if_stalled(element["usable"], state, last_cut, min_frames, max_records_without_example),
             _stop_if_corrupt(element, last_cut, epoch_size, max_corrupt_fraction),
         ]
         with tf.control_dependencies(checks):
@@ -329,8 +333,9 @@ def _stop_if(condition, message):
     return tf.cond(condition, stop, lambda: tf.constant(True))
 
 
-def _stop_if_stalled(state, last_cut, min_frames, max_records):
-    """Stops when no example came for two epoch ends (so one whole epoch) or `max_records`."""
+def _stop_if_stalled(usable, state, last_cut, min_frames, max_records):
+    """Stops at an element that is not an example when none came for two epoch ends (so a
+    whole epoch) or `max_records` records."""
     records_without = state["read"] + state["lost"]
 
     def message():
@@ -352,11 +357,13 @@ def _stop_if_stalled(state, last_cut, min_frames, max_records):
         reasons = tf.strings.reduce_join(tf.boolean_mask(clauses, clauses != ""), separator="; ")
         return _text(
             "no training example in ", records_without, " record(s)",
-            tf.where(state["epochs"] >= 2, " (a whole epoch)", f" (--max_records_without_example={max_records})"),
+            tf.where(
+                state["epochs"] >= 2, " (at least a whole epoch)", f" (--max_records_without_example={max_records})"
+            ),
             ": ", tf.where(records_without > 0, reasons, "the shards hold no records"),
         )
 
-    return _stop_if((state["epochs"] >= 2) | (records_without >= max_records), message)
+    return _stop_if(~usable & ((state["epochs"] >= 2) | (records_without >= max_records)), message)
 
 
 def _stop_if_corrupt(element, last_cut, epoch_size, max_fraction):
@@ -369,9 +376,10 @@ def _stop_if_corrupt(element, last_cut, epoch_size, max_fraction):
 
     def message():
         return _text(
-            "at least " if epoch_size < 0 else "", lost, " of the ", total, " records of epoch ", element["epoch"], " are unreadable (more than "
-            f"--max_corrupt_fraction={max_fraction:g}); the last in ", last_cut[0], " from byte ", last_cut[1],
-            ". `python -m tfvssl.prepare --verify --output_dir=<dataset root>` lists them all",
+            "at least " if epoch_size < 0 else "", lost, " of the ", total, " records of epoch ", element["epoch"],
+            f" are unreadable (more than --max_corrupt_fraction={max_fraction:g}); the last in ", last_cut[0],
+            " from byte ", last_cut[1], ". `python -m tfvssl.prepare --verify --output_dir=<dataset root>` lists "
+            "them all",
         )
 
     return _stop_if(too_much, message)

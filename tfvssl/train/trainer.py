@@ -6,7 +6,9 @@ weights, optimizer state, learning-rate schedule, curriculum stage, data positio
 dropout RNG state), then runs `model.train_step` replica-wise on the method's input
 pipeline, logging to TensorBoard, `metrics.jsonl` and the console, validating and
 checkpointing at intervals. A step with a non-finite loss is skipped and logged; after
-`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint.
+`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint. Unreadable
+records are logged by shard and counted; data that gives no example, or is mostly
+unreadable, stops the run with the reason (`InputStoppedError`).
 """
 
 import os
