@@ -235,7 +235,8 @@ def training_dataset(
     # Records without a usable video and markers go on with a placeholder example, so the
     # watchdog sees them; only videos that fail to decode are dropped (as gaps in offsets).
     example_spec = dataset.map(make_example).element_spec
-    placeholder = {name: tf.zeros(spec.shape, spec.dtype) for name, spec in example_spec.items()}
+    # Placeholders never reach a batch, so a dimension the spec leaves open can be 0.
+    placeholder = {name: tf.zeros([size or 0 for size in spec.shape], spec.dtype) for name, spec in example_spec.items()}
 
     def example_or_placeholder(element):
         video = element.pop("video")
