@@ -250,7 +250,8 @@ def train(method, config, workdir, strategy=None):
     schedule = optim.LearningRateSchedule(config, optimizer)
     checkpointer = checkpoint.Checkpointer(
         os.path.join(workdir, "ckpt"), keep=config.keep_checkpoints, is_chief=chief,
-        model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
+        # Checkpoints of runs before the count of unreadable records existed still resume.
+        optional=("corrupt_records",), model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
         data_position=position.variable, skipped_records=position.skipped, corrupt_records=position.corrupt,
         schedule=schedule.state(), rng=_seed_generator_states(model),
     )
