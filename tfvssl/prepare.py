@@ -17,7 +17,13 @@ Datasets (`--dataset`), their inputs and split files (formats in `tfvssl.data.ma
 
 Writes `<output_dir>/<split>/<split>-NNNNN.tfrecord`, `dataset_info.json` and
 `summary.json` (every video, converted or rejected with its reason). Re-running the same
-command resumes: finished shards are kept, the others redone.
+command resumes: finished shards are kept, the others redone. A second conversion into the
+same directory refuses to start while the first runs.
+
+    python -m tfvssl.prepare --verify --output_dir=data/ucf101_s1
+
+checks a dataset root instead: every shard read to its end, every record parsed, frame and
+record counts matched against `summary.json` and `dataset_info.json`.
 """
 
 import os
@@ -27,7 +33,19 @@ from absl import app, flags
 
 from tfvssl.data import conversion, manifests, modalities
 
-DATASETS = ("ucf101", "hmdb51", "kinetics", "oops", "folder", "csv", "frames")
+# Per dataset: the flags it requires and how its manifest is read.
+_READERS = {
+    "ucf101": (("video_root", "split_dir"), lambda fv: manifests.ucf101(fv.video_root, fv.split_dir, fv.split_number)),
+    "hmdb51": (("video_root", "split_dir"), lambda fv: manifests.hmdb51(fv.video_root, fv.split_dir, fv.split_number)),
+    "kinetics": (("video_root", "annotations"), lambda fv: manifests.kinetics(fv.video_root, fv.annotations)),
+    "oops": (
+        ("video_root", "annotations"),
+        lambda fv: manifests.oops(fv.video_root, fv.annotations[0], fv.split_dir, fv.oops_median),
+    ),
+    "csv": (("annotations",), lambda fv: manifests.csv_list(fv.annotations[0], fv.split, fv.video_root)),
+    "folder": (("video_root",), lambda fv: manifests.folder_per_class(fv.video_root, fv.split)),
+    "frames": (("video_root",), lambda fv: manifests.frame_folders(fv.video_root, fv.split)),
+}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -35,7 +53,7 @@ def define_flags(flag_values=flags.FLAGS):
     that importing the module next to `tfvssl.pretrain` defines nothing twice)."""
     defaults = conversion.Options()
     fv = {"flag_values": flag_values}
-    flags.DEFINE_enum("dataset", None, DATASETS, "Kind of input (see the module docstring).", **fv)
+    flags.DEFINE_enum("dataset", None, list(_READERS), "Kind of input (see the module docstring).", **fv)
     flags.DEFINE_string("video_root", None, "Folder of the videos or frame folders.", **fv)
     flags.DEFINE_string("split_dir", None, "Folder of the official split files (ucf101, hmdb51, oops).", **fv)
     flags.DEFINE_integer("split_number", 1, "Official split (1-3) of ucf101 and hmdb51.", **fv)
@@ -73,6 +91,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("seed", defaults.seed, "Seed of the order of videos in the shards.", **fv)
     flags.DEFINE_integer("workers", 1, "Processes converting shards in parallel.", **fv)
     flags.DEFINE_boolean("overwrite", False, "Delete an earlier conversion in --output_dir first.", **fv)
+    flags.DEFINE_boolean(
+        "verify", False,
+        "Check the dataset root --output_dir instead of converting: every shard read to its end, every "
+        "record parsed, frame and record counts matched against summary.json and dataset_info.json; "
+        "exits 1 listing the problems.", **fv,
+    )
 
 
 def _require(flag_values, *names):
@@ -81,26 +105,24 @@ def _require(flag_values, *names):
             raise ValueError(f"--{name}: required with --dataset={flag_values.dataset}")
 
 
+def _check_paths(flag_values):
+    """Names the flag of an input folder or file that does not exist."""
+    for name in ("video_root", "split_dir"):
+        path = flag_values[name].value
+        if path and not os.path.isdir(path):
+            raise ValueError(f"--{name}={path}: no such directory")
+    for path in flag_values.annotations:
+        if not os.path.isfile(path):
+            raise ValueError(f"--annotations={path}: no such file")
+
+
 def manifest_from_flags(flag_values=flags.FLAGS):
-    """The `Manifest` the flags describe; raises ValueError naming a missing flag."""
-    fv = flag_values
-    _require(fv, "dataset")
-    if fv.dataset in ("ucf101", "hmdb51"):
-        _require(fv, "video_root", "split_dir")
-        reader = manifests.ucf101 if fv.dataset == "ucf101" else manifests.hmdb51
-        return reader(fv.video_root, fv.split_dir, fv.split_number)
-    if fv.dataset == "kinetics":
-        _require(fv, "video_root", "annotations")
-        return manifests.kinetics(fv.video_root, fv.annotations)
-    if fv.dataset == "oops":
-        _require(fv, "video_root", "annotations")
-        return manifests.oops(fv.video_root, fv.annotations[0], fv.split_dir, fv.oops_median)
-    if fv.dataset == "csv":
-        _require(fv, "annotations")
-        return manifests.csv_list(fv.annotations[0], fv.split, fv.video_root)
-    _require(fv, "video_root")
-    reader = manifests.folder_per_class if fv.dataset == "folder" else manifests.frame_folders
-    return reader(fv.video_root, fv.split)
+    """The `Manifest` the flags describe; raises ValueError naming a missing flag or path."""
+    _require(flag_values, "dataset")
+    required, read = _READERS[flag_values.dataset]
+    _require(flag_values, *required)
+    _check_paths(flag_values)
+    return read(flag_values)
 
 
 def options_from_flags(flag_values=flags.FLAGS):
@@ -133,13 +155,29 @@ def run(flag_values=flags.FLAGS):
     return summary
 
 
+def verify(flag_values=flags.FLAGS):
+    """Checks the dataset root `--output_dir` and prints what it found; returns the problems."""
+    if not flag_values.output_dir:
+        raise ValueError("--output_dir: the dataset root to verify is required with --verify")
+    records_read, problems = conversion.verify(flag_values.output_dir)
+    for problem in problems:
+        print(problem)
+    splits = ", ".join(f"{split} {count}" for split, count in records_read.items())
+    print(f"{flag_values.output_dir}: {sum(records_read.values())} records read ({splits}); "
+          f"{len(problems) or 'no'} problem(s)")
+    return problems
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
+        if flags.FLAGS.verify:
+            return 1 if verify() else 0
         run()
     except ValueError as error:
         sys.exit(f"error: {error}")
+    return 0
 
 
 if __name__ == "__main__":

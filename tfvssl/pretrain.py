@@ -153,6 +153,8 @@ def main(argv):
         trainer.train(method, config, config.workdir, strategy=strategy)
     except trainer.NonFiniteLossError as error:
         return cli.failed(error, 3)
+    except trainer.InputStoppedError as error:
+        return cli.failed(error, 4)
     except trainer.Interrupted as stopped:
         logging.warning("%s", stopped)
         # The shell's convention for Ctrl-C (128 + SIGINT); a preemption's stop is a success.

@@ -1,6 +1,7 @@
 """Tests of the split-file readers on small files written in each dataset's official format."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -193,6 +194,20 @@ def test_folder_per_class_lists_videos_of_sorted_classes(tmp_path):
     assert manifest.class_names == ["jump", "walk"]
     assert summary(manifest) == [
         ("jump/c.MKV", "val", 0, "jump"), ("walk/a.avi", "val", 1, "walk"), ("walk/b.mp4", "val", 1, "walk")
+    ]
+
+
+def test_empty_class_folders_stay_classes_with_one_warning(tmp_path, caplog):
+    write(tmp_path / "walk" / "a.mp4", "")
+    for empty in ("jump", "sit"):
+        os.makedirs(tmp_path / empty)
+
+    with caplog.at_level(logging.WARNING):
+        manifest = manifests.folder_per_class(str(tmp_path))
+
+    assert manifest.class_names == ["jump", "sit", "walk"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: 2 class folder(s) hold no videos and stay classes with 0 videos: jump, sit"
     ]
 
 

@@ -1,9 +1,15 @@
-"""Tests of the pipeline's decoding helpers."""
+"""Tests of the pipeline's decoding helpers and of its behaviour on faulty data."""
+
+import os
+import threading
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from conftest import TINY_DPC_FLAGS, configured_method
 
-from tfvssl.data import pipeline
+from tfvssl import methods  # Every method's flags, for configured_method.
+from tfvssl.data import pipeline, records
 
 
 def test_decode_frames_decodes_only_the_given_frames_and_window():
@@ -19,3 +25,140 @@ def test_decode_frames_decodes_only_the_given_frames_and_window():
     window = pipeline.decode_frames(jpegs, tf.constant([2]), crop_window=(3, 4, 4, 6))
     whole = pipeline.decode_frames(jpegs, tf.constant([2]))
     np.testing.assert_array_equal(window, whole[:, 3:7, 4:10])
+
+
+# ---- Faults: the stream never hangs and counts what it cannot read ---------------------------
+
+
+def write_dataset(root, frame_counts, videos_per_shard=9):
+    """A dataset root of grey videos of 40x40 frames, as many as `frame_counts` gives, in
+    that order; returns its shard paths."""
+    jpeg = records.encode_jpeg(np.full((40, 40, 3), 100, np.uint8))
+    with records.ShardWriter(str(root), "train", videos_per_shard) as writer:
+        for index, num_frames in enumerate(frame_counts):
+            writer.write(records.make_sequence_example({"rgb": [jpeg] * num_frames}, filename=f"video{index}"))
+    records.write_dataset_info(str(root), {"splits": {"train": writer.split_info()}})
+    return records.list_shards(str(root))
+
+
+def record_ends(path):
+    """The byte where each record of a shard ends."""
+    ends = np.cumsum([len(record.numpy()) + records.RECORD_FRAMING for record in tf.data.TFRecordDataset(path)])
+    return [int(end) for end in ends]
+
+
+def run_until(dataset, predicate=lambda batch: False, timeout=120):
+    """Iterates `dataset` in a thread until a batch satisfies `predicate`; returns `(batch,
+    error)`. Fails if neither that batch nor an error came within `timeout` seconds (the
+    pipeline before the watchdog looped forever on such data)."""
+    outcome = {}
+
+    def iterate():
+        try:
+            for batch in dataset:
+                if predicate(batch):
+                    outcome["batch"] = batch
+                    return
+        except tf.errors.OpError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=iterate, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"the input pipeline gave nothing for {timeout} s"
+    return outcome.get("batch"), outcome.get("error")
+
+
+@pytest.fixture(scope="module")
+def dpc():
+    return configured_method(methods.get_method("dpc"), *TINY_DPC_FLAGS)  # 8 frames per example
+
+
+def test_videos_too_short_for_the_recipe_stop_the_stream_with_the_numbers(dpc, tmp_path):
+    files = write_dataset(tmp_path, [5] * 9)
+    _, error = run_until(pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4))
+    assert pipeline.stop_reason(error) == (
+        "no training example in 18 record(s) (at least a whole epoch): 18 video(s) shorter than the 8 frames "
+        "the recipe needs (the longest has 5)"
+    )
+
+
+def test_a_shard_unreadable_from_its_first_record_stops_the_stream_naming_it(dpc, tmp_path):
+    [shard] = write_dataset(tmp_path, [12] * 9)
+    with open(shard, "r+b") as f:
+        f.seek(3)
+        f.write(b"\xff")  # The first record's length: its checksum fails.
+    dataset = pipeline.training_dataset([shard], dpc, 4, shuffle_buffer=4, max_corrupt_fraction=1.0)
+    _, error = run_until(dataset)
+    assert pipeline.stop_reason(error) == (
+        f"no training example in 18 record(s) (at least a whole epoch): 18 record(s) unreadable (the last in "
+        f"{shard} from byte 0)"
+    )
+
+
+def test_a_run_of_records_without_example_longer_than_allowed_stops_the_stream(dpc, tmp_path):
+    files = write_dataset(tmp_path, [5, 5, 5, 5, 12] * 2, videos_per_shard=10)  # Read in this order.
+
+    def stream(max_records):
+        return pipeline.training_dataset(
+            files, dpc, 1, shuffle_buffer=1, deterministic=True, max_records_without_example=max_records
+        )
+
+    # Every fifth record gives an example: a limit of 5 records without one is never reached.
+    batch, _ = run_until(stream(5), lambda batch: batch["position"][0, 1] == 3)  # In epoch 3.
+    assert batch is not None
+    _, error = run_until(stream(4))
+    assert pipeline.stop_reason(error) == (
+        "no training example in 4 record(s) (--max_records_without_example=4): 4 video(s) shorter than the "
+        "8 frames the recipe needs (the longest has 5)"
+    )
+
+
+def damage(path, how):
+    """Truncates a shard to 70% of its bytes, or flips 4 KiB a third of the way in; returns the
+    records still readable."""
+    ends = record_ends(path)
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        if how == "truncated":
+            start = int(len(data) * 0.7)
+            f.truncate(start)
+        else:
+            start = len(data) // 3
+            data[start : start + 4096] = bytes(b ^ 0xFF for b in data[start : start + 4096])
+            f.seek(0)
+            f.write(data)
+    return sum(end <= start for end in ends)
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
+def test_a_damaged_shard_is_named_and_its_lost_records_counted(dpc, tmp_path, how):
+    files = write_dataset(tmp_path, [12] * 18)
+    ends = record_ends(files[1])
+    readable = damage(files[1], how)
+    assert 0 < readable < 9
+
+    # Tolerated: the stream goes on, counting the lost records and naming where they start.
+    dataset = pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4, max_corrupt_fraction=0.9)
+    batch, _ = run_until(dataset, lambda batch: batch["position"][-1, 3] > 0)
+    corrupt, cut_shard, cut_at = batch["position"][-1, 3:].numpy()
+    assert (corrupt, cut_shard, cut_at) == (9 - readable, 1, ends[readable - 1])
+
+    # By default the run stops: more than 1% of the data is lost.
+    _, error = run_until(pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4))
+    assert pipeline.stop_reason(error).startswith(
+        f"{9 - readable} of the 18 records of epoch 0 are unreadable (more than --max_corrupt_fraction=0.01); "
+        f"the last in {files[1]} from byte {ends[readable - 1]}."
+    )
+
+
+def test_without_record_counts_a_cut_is_found_by_the_shard_size(dpc, tmp_path):
+    files = write_dataset(tmp_path, [12] * 9)
+    os.remove(tmp_path / records.DATASET_INFO)
+    ends = record_ends(files[0])
+    readable = damage(files[0], "truncated")
+    _, error = run_until(pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4))
+    assert pipeline.stop_reason(error).startswith(
+        f"at least 1 of the {readable + 1} records of epoch 0 are unreadable"
+    )
+    assert f"{files[0]} from byte {ends[readable - 1]}." in pipeline.stop_reason(error)

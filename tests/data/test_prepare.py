@@ -4,8 +4,11 @@ rejections with named reasons, resume, flow and difference modalities, frame fol
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -408,3 +411,122 @@ def test_command_line_hmdb51_with_spawned_workers(tmp_path):
     assert "3 of 3 videos converted" in result.stdout
     assert sorted(read_records(tmp_path / "out", "train")) == ["jump/a.avi", "jump/c.avi"]
     assert sorted(os.listdir(tmp_path / "out" / "train")) == ["train-00000.tfrecord", "train-00001.tfrecord"]
+
+
+# ---- Faults: checking a dataset root, one conversion at a time, bad paths -----------------------------
+
+
+def run_verify(root):
+    flag_values = flags.FlagValues()
+    prepare.define_flags(flag_values)
+    flag_values(["prepare", "--verify", f"--output_dir={root}"])
+    return prepare.verify(flag_values)
+
+
+def test_verify_names_unreadable_shards_and_mismatched_counts(ucf101_dataset, tmp_path, capsys):
+    root = tmp_path / "copy"
+    shutil.copytree(ucf101_dataset[0], root)
+    assert run_verify(root) == []
+    assert capsys.readouterr().out.endswith(": 6 records read (test 2, train 4); no problem(s)\n")
+
+    shard = max(records.list_shards(str(root), "train"), key=os.path.getsize)
+    ends = [len(r.numpy()) + records.RECORD_FRAMING for r in tf.data.TFRecordDataset(shard)]
+    with open(shard, "r+b") as f:
+        f.truncate(ends[0] + 100)  # The second record cut short.
+    with open(root / conversion.SUMMARY) as f:
+        summary = json.load(f)
+    video = next(v for v in summary["videos"] if v["split"] == "test" and v["status"] == "converted")
+    video["frames"] += 1
+    with open(root / conversion.SUMMARY, "w") as f:
+        json.dump(summary, f)
+
+    test_problem, *train_problems = run_verify(root)
+    assert test_problem.startswith(f"{root / 'test'}") and f"{video['video']}: frames stored" in test_problem
+    assert f"summary.json {video['frames']}" in test_problem
+    assert train_problems[0].startswith(f"{shard}: unreadable from byte {ends[0]} on (record 1): truncated record")
+    assert train_problems[1:] == [f"{shard}: 1 records readable, dataset_info.json lists {len(ends)}"]
+
+
+def test_a_second_conversion_into_the_same_directory_refuses_to_start(folder_manifest, tmp_path):
+    output = str(tmp_path / "out")
+    with conversion.hold_output(output):
+        with pytest.raises(ValueError, match=rf"another conversion \(PID {os.getpid()}\) is writing it"):
+            conversion.prepare(folder_manifest, output, conversion.Options())
+
+    # The file a dead conversion left is taken over.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write(os.path.join(output, conversion.LOCK_FILE), f"{dead.pid}\n")
+    assert conversion.prepare(folder_manifest, output, conversion.Options())["num_converted"] == 4
+    with open(os.path.join(output, conversion.LOCK_FILE)) as f:
+        assert f.read() == f"{os.getpid()}\n"
+
+
+def process_state(pid):
+    """`(state, parent pid)` of a process from /proc, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state, parent = f.read().rsplit(")", 1)[1].split()[:2]
+    except OSError:
+        return None
+    return state, int(parent)
+
+
+def alive(pids):
+    """Those of `pids` still running."""
+    return [pid for pid in pids if (process_state(pid) or ("Z",))[0] != "Z"]
+
+
+def children(pid):
+    """The processes whose parent is `pid`."""
+    return [child for child in filter(str.isdigit, os.listdir("/proc")) if (process_state(child) or ("", 0))[1] == pid]
+
+
+def partial_shards(output):
+    """The shards of `output` being written."""
+    split_dir = output / "train"
+    return [name for name in os.listdir(split_dir) if name.endswith(".partial")] if split_dir.is_dir() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_conversion(tmp_path):
+    for index in range(6):  # Flow makes each video take seconds: the workers are busy when killed.
+        save_video(tmp_path / "videos" / f"class{index % 2}" / f"video{index}.mp4", render(index % 2, index, 16), 10)
+    output = tmp_path / "out"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "tfvssl.prepare", "--dataset=folder", f"--video_root={tmp_path / 'videos'}",
+         f"--output_dir={output}", "--modality=rgb,flow", "--shard_size=3", "--workers=2"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    workers = []
+    try:
+        deadline = time.time() + 180
+        while len(partial_shards(output)) < 2:
+            assert time.time() < deadline and parent.poll() is None, "the workers never started a shard"
+            time.sleep(0.2)
+        workers = children(parent.pid)
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 5
+        while alive(workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert workers and not alive(workers), "workers outlived the conversion"
+        with conversion.hold_output(str(output)):  # Its lock died with it too.
+            pass
+    finally:
+        parent.kill()
+        for pid in alive(workers):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def test_missing_input_paths_are_named_before_any_work(tmp_path):
+    # `main` prints such a ValueError as one `error: ...` line.
+    output = f"--output_dir={tmp_path / 'out'}"
+    with pytest.raises(ValueError, match=rf"^--video_root={tmp_path / 'nowhere'}: no such directory$"):
+        run_prepare("--dataset=folder", f"--video_root={tmp_path / 'nowhere'}", output)
+    with pytest.raises(ValueError, match=r"^--split_dir=.*: no such directory$"):
+        run_prepare("--dataset=ucf101", f"--video_root={tmp_path}", f"--split_dir={tmp_path / 'lists'}", output)
+    with pytest.raises(ValueError, match=r"^--annotations=.*list.csv: no such file$"):
+        run_prepare("--dataset=csv", f"--annotations={tmp_path / 'list.csv'}", output)
+    assert not os.path.exists(tmp_path / "out")

@@ -8,6 +8,7 @@ Output, the dataset root of `records.py`:
                                                   rejected (reason)
     <output_dir>/.prepare/                        resume state: the run's fingerprint and
                                                   one result file per finished shard
+    <output_dir>/.prepare.lock                    the PID of the conversion writing it
 
 Each split's videos are put in a fixed pseudo-random order (`Options.seed`), so every shard
 mixes the classes, and cut into shards of `shard_size` videos. A shard is the unit of work
@@ -20,6 +21,11 @@ video stream", "decode error", "no frames decoded"), and "too short" (fewer stor
 than `min_frames`), "no frames" (a frame folder without frame files), "inconsistent frame
 sizes" (frame folders), "unknown frame rate", or "error" for anything unexpected.
 
+One conversion at a time writes an output directory: it holds an advisory lock on
+`.prepare.lock` (released by the system when its process ends, however it ends, so a
+stale file of a dead process is simply taken over), and its worker processes end when it
+does, even when it is killed with -9, so a rerun never races an orphan on the same shards.
+
 Frame counts: `fps` resamples by timestamps, `frame_stride` keeps every n-th frame
 (frame folders, which have no timestamps, are taken to be at `frames_fps`). Motion
 modalities have one frame fewer than the frames they are computed from (see
@@ -28,15 +34,20 @@ modalities have one frame fewer than the frames they are computed from (see
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
+import glob
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
 import queue as queue_lib
+import re
 import shutil
 import sys
+import threading
 import time
 import zlib
 from typing import Optional
@@ -49,6 +60,7 @@ from tfvssl.data import augment, manifests, modalities, records, sources
 from tfvssl.train import reporting
 
 STATE_DIR = ".prepare"
+LOCK_FILE = ".prepare.lock"
 SUMMARY = "summary.json"
 _STATE_FILE = "state.json"
 
@@ -322,9 +334,18 @@ def convert_shard(task, output_dir, options, report=None):
 _worker_queue = None
 
 
-def _init_worker(progress_queue):
+def _init_worker(progress_queue, parent_pid):
     global _worker_queue
     _worker_queue = progress_queue
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid):
+    """Ends this worker as soon as its parent is gone (an orphan is re-parented): one left
+    running after a `kill -9` of the conversion would race its rerun on the same shards."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def _convert_shard_in_worker(task, output_dir, options):
@@ -336,7 +357,7 @@ def _run_in_workers(tasks, output_dir, options, workers, on_video):
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
     with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(progress_queue,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(progress_queue, os.getpid())
     ) as pool:
         futures = [pool.submit(_convert_shard_in_worker, task, output_dir, options) for task in tasks]
         while not all(future.done() for future in futures):
@@ -411,6 +432,35 @@ def _remove_outputs(output_dir, splits):
                     os.remove(os.path.join(split_dir, name))
 
 
+@contextlib.contextmanager
+def hold_output(output_dir):
+    """Holds `<output_dir>/.prepare.lock` for a conversion: an advisory lock on a file that
+    names the holder's PID.
+
+    The system releases the lock when the process ends, however it ends, so the file a dead
+    conversion left is taken over.
+
+    Raises:
+      ValueError: naming the PID of another conversion that holds it.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    descriptor = os.open(os.path.join(output_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode().strip() or "?"
+            raise ValueError(
+                f"--output_dir={output_dir}: another conversion (PID {holder}) is writing it; "
+                "wait for it to end or stop it"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def _claim_output(output_dir, fingerprint, splits, overwrite):
     """Prepares `output_dir`, keeping the finished shards of the same conversion.
 
@@ -477,7 +527,8 @@ def prepare(manifest, output_dir, options, *, workers=1, overwrite=False, progre
       every video in shard order.
 
     Raises:
-      ValueError: bad options, or `output_dir` holds another conversion.
+      ValueError: bad options, or `output_dir` holds another conversion, finished or
+        running.
     """
     if workers < 1:
         raise ValueError(f"--workers={workers}: must be >= 1")
@@ -486,33 +537,132 @@ def prepare(manifest, output_dir, options, *, workers=1, overwrite=False, progre
         modalities.FlowEstimator(options.flow_algorithm).backend if "flow" in options.modality else None
     )
     tasks = plan_shards(manifest, options)
-    _claim_output(output_dir, _fingerprint(manifest, options), manifest.splits(), overwrite)
-    pending = [task for task in tasks if not os.path.isfile(_result_path(output_dir, task))]
-    done = sum(len(task.entries) for task in tasks) - sum(len(task.entries) for task in pending)
-    progress = _Progress(len(manifest.entries), done, progress_stream)
-    if workers == 1 or len(pending) <= 1:
-        for task in pending:
-            convert_shard(task, output_dir, options, report=progress.update)
-    else:
-        _run_in_workers(pending, output_dir, options, min(workers, len(pending)), progress.update)
-    progress.print(final=True)
+    with hold_output(output_dir):
+        _claim_output(output_dir, _fingerprint(manifest, options), manifest.splits(), overwrite)
+        pending = [task for task in tasks if not os.path.isfile(_result_path(output_dir, task))]
+        done = sum(len(task.entries) for task in tasks) - sum(len(task.entries) for task in pending)
+        progress = _Progress(len(manifest.entries), done, progress_stream)
+        if workers == 1 or len(pending) <= 1:
+            for task in pending:
+                convert_shard(task, output_dir, options, report=progress.update)
+        else:
+            _run_in_workers(pending, output_dir, options, min(workers, len(pending)), progress.update)
+        progress.print(final=True)
 
-    shard_results = []
-    for task in tasks:
-        with open(_result_path(output_dir, task)) as f:
-            shard_results.append(json.load(f))
-    videos = [video for result in shard_results for video in result["videos"]]
-    rejected = collections.Counter(video["reason"] for video in videos if video["status"] == "rejected")
-    summary = {
-        "dataset": manifest.name,
-        "num_videos": len(videos),
-        "num_converted": len(videos) - sum(rejected.values()),
-        "num_rejected": sum(rejected.values()),
-        "rejected_by_reason": dict(sorted(rejected.items())),
-        "videos": videos,
-    }
-    _write_json(os.path.join(output_dir, SUMMARY), summary)
-    records.write_dataset_info(
-        output_dir, _dataset_info(manifest, options, tasks, shard_results, flow_backend)
-    )
+        shard_results = []
+        for task in tasks:
+            with open(_result_path(output_dir, task)) as f:
+                shard_results.append(json.load(f))
+        videos = [video for result in shard_results for video in result["videos"]]
+        rejected = collections.Counter(video["reason"] for video in videos if video["status"] == "rejected")
+        summary = {
+            "dataset": manifest.name,
+            "num_videos": len(videos),
+            "num_converted": len(videos) - sum(rejected.values()),
+            "num_rejected": sum(rejected.values()),
+            "rejected_by_reason": dict(sorted(rejected.items())),
+            "videos": videos,
+        }
+        _write_json(os.path.join(output_dir, SUMMARY), summary)
+        records.write_dataset_info(
+            output_dir, _dataset_info(manifest, options, tasks, shard_results, flow_backend)
+        )
     return summary
+
+
+# ---- Checking a dataset root --------------------------------------------------------------------
+
+
+def verify(root):
+    """Checks a dataset root as training will read it.
+
+    Every shard on disk or listed in `dataset_info.json` is read to its end; every record
+    must parse, with as many frames of each stored modality as its `video/num_frames` (and
+    `summary.json`, where it lists the video) states, each frame a JPEG of the video's frame
+    size; and each shard must hold the records `dataset_info.json` lists.
+
+    Returns:
+      `(records_read, problems)`: `{split: records read}`, and one line per problem, naming
+      the shard and the byte (or record) where it is.
+
+    Raises:
+      ValueError: `root` has no `dataset_info.json`.
+    """
+    if not os.path.isfile(os.path.join(root, records.DATASET_INFO)):
+        raise ValueError(f"--output_dir={root}: no {records.DATASET_INFO}, not a dataset root")
+    info = records.read_dataset_info(root)
+    frames_of = {}
+    if os.path.isfile(os.path.join(root, SUMMARY)):
+        with open(os.path.join(root, SUMMARY)) as f:
+            frames_of = {video["video"]: video["frames"] for video in json.load(f)["videos"] if "frames" in video}
+    modalities_stored = tuple(info.get("modalities", ["rgb"]))
+    records_read, problems = {}, []
+    for split, split_info in sorted(info.get("splits", {}).items()):
+        listed = split_info.get("shards", {})
+        on_disk = {os.path.basename(path) for path in glob.glob(os.path.join(root, split, f"*{records.SHARD_SUFFIX}"))}
+        records_read[split] = 0
+        for name in sorted(set(listed) | on_disk):
+            path = os.path.join(root, split, name)
+            if name not in on_disk:
+                problems.append(f"{path}: listed in {records.DATASET_INFO} but missing")
+                continue
+            count = _verify_shard(path, modalities_stored, frames_of, problems)
+            records_read[split] += count
+            if name not in listed:
+                problems.append(f"{path}: not listed in {records.DATASET_INFO}")
+            elif count != listed[name]:
+                problems.append(f"{path}: {count} records readable, {records.DATASET_INFO} lists {listed[name]}")
+    return records_read, problems
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def _jpeg_sizes(jpegs):
+    """`[T, 3]` (height, width, channels) from each JPEG's header; fails on a non-JPEG."""
+    return tf.map_fn(tf.io.extract_jpeg_shape, jpegs, fn_output_signature=tf.TensorSpec([3], tf.int32))
+
+
+def _error_line(error):
+    """The gist of a TensorFlow error: its first line without the op names TensorFlow adds."""
+    line = error.message.strip().splitlines()[0]
+    return re.sub(r"\{\{[^}]*\}\}|\[Op:.*$", "", line).strip()
+
+
+def _verify_shard(path, modalities_stored, frames_of, problems):
+    """Reads one shard for `verify`, adding its problems; returns the records read."""
+    count, offset = 0, 0
+    iterator = iter(tf.data.TFRecordDataset(path))
+    while True:
+        try:
+            record = next(iterator).numpy()
+        except StopIteration:
+            return count
+        except tf.errors.OpError as error:
+            problems.append(f"{path}: unreadable from byte {offset} on (record {count}): {_error_line(error)}")
+            return count
+        where = f"{path}: record {count} (byte {offset})"
+        try:
+            video = records.parse_sequence_example(tf.constant(record), modalities_stored)
+            stated = tf.io.parse_single_sequence_example(
+                record, context_features={records.NUM_FRAMES: tf.io.FixedLenFeature([], tf.int64, -1)}
+            )[0][records.NUM_FRAMES]
+        except tf.errors.InvalidArgumentError as error:
+            problems.append(f"{where} does not parse: {_error_line(error)}")
+        else:
+            name = video["filename"].numpy().decode()
+            stored = {modality: int(tf.size(video[modality])) for modality in modalities_stored}
+            expected = {int(stated), frames_of.get(name, int(stated))}
+            if len(set(stored.values()) | expected) > 1:
+                problems.append(
+                    f"{where}, {name}: frames stored {stored}, video/num_frames {int(stated)}"
+                    + (f", {SUMMARY} {frames_of[name]}" if name in frames_of else "")
+                )
+            for modality in modalities_stored:
+                try:
+                    sizes = _jpeg_sizes(video[modality]).numpy()
+                except tf.errors.InvalidArgumentError:
+                    problems.append(f"{where}, {name}: a {modality} frame is not a readable JPEG")
+                    continue
+                if len({tuple(size) for size in sizes}) > 1:
+                    problems.append(f"{where}, {name}: {modality} frames of different sizes")
+        count += 1
+        offset += len(record) + records.RECORD_FRAMING

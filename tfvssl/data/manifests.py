@@ -43,6 +43,7 @@ import re
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
 
@@ -343,6 +344,15 @@ def _class_folders(root):
     return classes
 
 
+def _warn_of_empty_classes(root, class_names, entries):
+    """One warning line for class folders without a video (they stay classes, so the labels of
+    the others do not shift)."""
+    empty = sorted(set(class_names) - {entry.label for entry in entries})
+    if empty:
+        logging.warning("%s: %d class folder(s) hold no videos and stay classes with 0 videos: %s",
+                        root, len(empty), ", ".join(empty))
+
+
 def folder_per_class(video_root, split="train"):
     """Videos in one folder per class: `<root>/<class>/<video file>`, classes sorted."""
     class_names = _class_folders(video_root)
@@ -355,6 +365,7 @@ def folder_per_class(video_root, split="train"):
                     name=relative, path=os.path.join(video_root, relative), split=split,
                     label_index=label_index, label=class_name,
                 ))
+    _warn_of_empty_classes(video_root, class_names, entries)
     return Manifest("folder", class_names, entries)
 
 
@@ -371,6 +382,7 @@ def frame_folders(frames_root, split="train"):
                     name=relative, path=os.path.join(frames_root, relative), split=split,
                     label_index=label_index, label=class_name,
                 ))
+    _warn_of_empty_classes(frames_root, class_names, entries)
     return Manifest("frames", class_names, entries)
 
 

@@ -39,6 +39,8 @@ MODALITY_JPEG_CHANNELS = {"rgb": 3, "flow": 3, "diff": 1}
 
 DATASET_INFO = "dataset_info.json"
 SHARD_SUFFIX = ".tfrecord"
+# Bytes a TFRecord file adds to each record: its length (8) and two CRCs (4 each).
+RECORD_FRAMING = 16
 
 
 def encode_jpeg(frame, quality=90):
@@ -210,15 +212,33 @@ def read_dataset_info(path):
     return {}
 
 
+def shard_record_counts(files):
+    """The number of records each shard should hold, from the `dataset_info.json` of its
+    dataset root (`-1` where no info lists the shard).
+
+    Args:
+      files: shard paths (`list_shards`).
+
+    Returns:
+      A list of ints, one per file.
+    """
+    infos = {}
+    counts = []
+    for path in files:
+        split_dir = os.path.dirname(path)
+        if split_dir not in infos:
+            infos[split_dir] = read_dataset_info(split_dir)
+        shards = infos[split_dir].get("splits", {}).get(os.path.basename(split_dir), {}).get("shards", {})
+        counts.append(int(shards.get(os.path.basename(path), -1)))
+    return counts
+
+
 def count_videos(files):
     """The number of videos (records) in the shards `files`: each shard's count from its
     dataset's `dataset_info.json` where that lists it, else by reading the shard."""
     total = 0
-    for path in files:
-        split_dir = os.path.dirname(path)
-        info = read_dataset_info(path).get("splits", {}).get(os.path.basename(split_dir), {})
-        count = info.get("shards", {}).get(os.path.basename(path))
-        if count is None:
+    for path, count in zip(files, shard_record_counts(files)):
+        if count < 0:
             count = int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
         total += count
     return total

@@ -24,11 +24,15 @@ class Checkpointer:
       is_chief: only the chief keeps what it writes; other workers of a multi-worker job
         must still take part in the save (it is a collective), so they write to a
         temporary directory that is deleted right away.
+      optional: names of `objects` that checkpoints written by older versions lack; such a
+        checkpoint still restores, leaving those objects at their initial values.
       **objects: trackables to save (model, optimizer, step, ...).
     """
 
-    def __init__(self, directory, keep=3, is_chief=True, **objects):
+    def __init__(self, directory, keep=3, is_chief=True, optional=(), **objects):
         self.checkpoint = tf.train.Checkpoint(**objects)
+        self.objects = objects
+        self.optional = set(optional)
         self.is_chief = is_chief
         self.directory = directory
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
@@ -52,7 +56,7 @@ class Checkpointer:
         candidates = list(reversed(self.manager.checkpoints))
         for path in candidates:
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                self._restore(path)
             except Exception as error:  # noqa: BLE001 - corruption surfaces as many types.
                 logging.warning(
                     "checkpoint %s is unreadable (%s: %s); falling back to the previous one",
@@ -65,6 +69,15 @@ class Checkpointer:
         if candidates:
             raise RuntimeError(f"no readable checkpoint in {self.directory} (tried {candidates})")
         return None
+
+    def _restore(self, path):
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        missing = {name for name in self.optional if name not in saved}
+        checkpoint = self.checkpoint
+        if missing:
+            logging.warning("checkpoint %s predates %s; starting those from their initial values", path, sorted(missing))
+            checkpoint = tf.train.Checkpoint(**{k: v for k, v in self.objects.items() if k not in missing})
+        checkpoint.restore(path).assert_existing_objects_matched()
 
     @property
     def latest(self):

@@ -114,6 +114,16 @@ flags.DEFINE_boolean(
     "Deterministic ops and input order (slower); with a fixed seed a run is bit-reproducible.",
 )
 flags.DEFINE_integer("shuffle_buffer", 256, "Videos in the shuffle buffer.", lower_bound=1)
+flags.DEFINE_float(
+    "max_corrupt_fraction", 0.01,
+    "Stop the run when more than this fraction of an epoch's records is unreadable (truncated or "
+    "corrupt shards, each named in a warning).", lower_bound=0.0, upper_bound=1.0,
+)
+flags.DEFINE_integer(
+    "max_records_without_example", 1000,
+    "Stop the run, naming the reason, when this many records in a row (or a whole epoch) give no "
+    "training example: videos too short for the recipe, undecodable or unreadable.", lower_bound=1,
+)
 
 # ---- Checkpoints and logs ------------------------------------------------------------------------
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", lower_bound=1)

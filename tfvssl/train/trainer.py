@@ -6,8 +6,10 @@ weights, optimizer state, learning-rate schedule, curriculum stage, data positio
 dropout RNG state), then runs `model.train_step` replica-wise on the method's input
 pipeline, logging to TensorBoard, `metrics.jsonl` and the console, validating and
 checkpointing at intervals. A step with a non-finite loss is skipped and logged; after
-`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint. SIGTERM or
-SIGINT (Ctrl-C) stops a one-machine run at the next step boundary with a checkpoint.
+`max_nonfinite_steps` of them the run stops, leaving the last good checkpoint. Unreadable
+records are logged by shard and counted; data that gives no example, or is mostly
+unreadable, stops the run with the reason (`InputStoppedError`). SIGTERM or SIGINT
+(Ctrl-C) stops a one-machine run at the next step boundary with a checkpoint.
 """
 
 import math
@@ -68,11 +70,18 @@ class StopSignals:
         signal.signal(signum, self.previous[signum])
 
 
-class DataPosition:
-    """Tracks the consumed stream position of each input pipeline and the skipped records.
+class InputStoppedError(RuntimeError):
+    """Raised when the input pipeline stops: no example comes, or the data is mostly unreadable."""
 
-    Elements carry `(pipeline, epoch, offset)`; a gap between consecutive offsets of one
-    pipeline is a record the pipeline dropped (too short, undecodable).
+
+class DataPosition:
+    """Tracks the consumed stream position of each input pipeline, the skipped records and
+    the unreadable ones.
+
+    Elements carry `(pipeline, epoch, offset, corrupt, cut shard, cut byte)`
+    (`pipeline.training_dataset`); a gap between consecutive offsets of one pipeline is a
+    record the pipeline dropped (too short, undecodable); `corrupt` counts the records
+    each pipeline lost to read errors since it started.
     """
 
     def __init__(self, num_pipelines):
@@ -81,6 +90,8 @@ class DataPosition:
             np.tile(np.array([[0, -1]], np.int64), (num_pipelines, 1)), trainable=False, name="data_position"
         )
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_records")
+        self.corrupt = tf.Variable(0, dtype=tf.int64, trainable=False, name="corrupt_records")
+        self._corrupt_seen = {}  # [pipeline] -> its `corrupt` count already added.
 
     def start(self, pipeline_index):
         """`(epoch, offset)` where pipeline `pipeline_index` resumes."""
@@ -91,18 +102,28 @@ class DataPosition:
         return int(epoch), int(offset) + 1
 
     def consume(self, positions):
-        """Advances with the `[B, 3]` positions of a batch; returns the records skipped."""
+        """Advances with the `[B, 6]` positions of a batch.
+
+        Returns:
+          `(skipped, corrupt, cut)`: the records skipped, those newly found unreadable, and
+          the last cut among them, `(shard index, byte)` (None when `corrupt` is 0).
+        """
         state = self.variable.numpy().copy()
-        skipped = 0
-        for pipeline_index, epoch, offset in sorted(map(tuple, positions)):
+        skipped, corrupt, cut = 0, 0, None
+        for pipeline_index, epoch, offset, lost, cut_shard, cut_at in sorted(map(tuple, positions)):
             if pipeline_index >= len(state):
                 continue
             last_epoch, last_offset = state[pipeline_index]
             skipped += offset - last_offset - 1 if epoch == last_epoch else offset
             state[pipeline_index] = (epoch, offset)
+            seen = self._corrupt_seen.get(pipeline_index, 0)
+            if lost > seen:
+                corrupt, cut = corrupt + lost - seen, (cut_shard, cut_at)
+                self._corrupt_seen[pipeline_index] = lost
         self.variable.assign(state)
         self.skipped.assign_add(skipped)
-        return skipped
+        self.corrupt.assign_add(corrupt)
+        return skipped, corrupt, cut
 
 
 def _seed_generator_states(model):
@@ -230,8 +251,9 @@ def train(method, config, workdir, strategy=None):
     schedule = optim.LearningRateSchedule(config, optimizer)
     checkpointer = checkpoint.Checkpointer(
         os.path.join(workdir, CKPT_DIR), keep=config.keep_checkpoints, is_chief=chief,
-        model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
-        data_position=position.variable, skipped_records=position.skipped,
+        # Checkpoints of runs before the count of unreadable records existed still resume.
+        optional=("corrupt_records",), model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
+        data_position=position.variable, skipped_records=position.skipped, corrupt_records=position.corrupt,
         schedule=schedule.state(), rng=_seed_generator_states(model),
     )
     resumed = checkpointer.restore_latest()
@@ -249,6 +271,8 @@ def train(method, config, workdir, strategy=None):
             start_epoch=start_epoch, start_offset=start_offset,
             pipeline_index=context.input_pipeline_id, num_pipelines=context.num_input_pipelines,
             shuffle_buffer=config.shuffle_buffer, deterministic=config.deterministic,
+            max_corrupt_fraction=config.max_corrupt_fraction,
+            max_records_without_example=config.max_records_without_example,
         )
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
@@ -296,11 +320,17 @@ def train(method, config, workdir, strategy=None):
             logs, positions = train_step(iterator)
             current = int(step.assign_add(1).numpy())
             clock.tick(current)
-            skipped = position.consume(positions.numpy())
+            skipped, corrupt, cut = position.consume(positions.numpy())
             if skipped:
                 logging.warning(
                     "step %d: skipped %d video(s) that were too short or failed to decode "
                     "(%d so far)", current, skipped, int(position.skipped.numpy()),
+                )
+            if corrupt:
+                logging.warning(
+                    "step %d: %d record(s) unreadable (%d so far), the last in %s from byte %d on; "
+                    "`python -m tfvssl.prepare --verify` checks a dataset root",
+                    current, corrupt, int(position.corrupt.numpy()), files[cut[0]], cut[1],
                 )
             logs = {name: float(value) for name, value in logs.items()}
             if not logs.pop("finite"):
@@ -321,7 +351,10 @@ def train(method, config, workdir, strategy=None):
             if current % config.log_every == 0 or current == config.train_steps:
                 rate = clock.interval_rate(current)
                 scalars = {f"train/{name}": float(np.mean(values)) for name, values in interval.items()}
-                scalars.update(lr=lr, curriculum_stage=traced_stage, skipped_videos=float(position.skipped.numpy()))
+                scalars.update(
+                    lr=lr, curriculum_stage=traced_stage, skipped_videos=float(position.skipped.numpy()),
+                    corrupt_records=float(position.corrupt.numpy()),
+                )
                 if rate:
                     scalars["clips_per_second"] = rate * global_batch
                 reporting.progress_line(
@@ -344,6 +377,13 @@ def train(method, config, workdir, strategy=None):
                     stop.received, f"{name}: stopped at step {current} with {checkpointer.latest}; run the "
                     "same command to resume",
                 )
+    except tf.errors.OpError as error:
+        reason = pipeline.stop_reason(error)
+        if reason is None:
+            raise
+        raise InputStoppedError(
+            f"stopping at step {current}: {reason} (last checkpoint: {checkpointer.latest or 'none'})"
+        ) from None
     finally:
         stop.restore()
         writer.close()
@@ -374,7 +414,9 @@ def _validation_dataset(config, method, train_files, global_batch):
         logging.info("no %r split next to the training data: validation is off", config.val_split)
         return None
     dataset = pipeline.training_dataset(
-        files, method, global_batch, seed=config.seed + 1, shuffle_buffer=1, deterministic=True
+        files, method, global_batch, seed=config.seed + 1, shuffle_buffer=1, deterministic=True,
+        max_corrupt_fraction=config.max_corrupt_fraction,
+        max_records_without_example=config.max_records_without_example,
     )
     return dataset.take(config.val_batches)
 
