@@ -2,7 +2,7 @@
 
     python benchmarks/input_pipeline.py --bench_json=/tmp/input_pipeline.json
 
-Three ways to feed each registered method the same videos, all in the same tf.data setup
+Three ways to feed each method the same videos, all in the same tf.data setup
 (parallel maps with AUTOTUNE, batches of `--bench_batch_size`):
 
 - tfrecord: `pipeline.training_dataset` on TFRecord shards: what training runs.
@@ -35,7 +35,7 @@ from absl import app, flags
 
 from tfvssl import methods  # Defines every method's flags, for the command line.
 from tfvssl.data import pipeline, records, sources, synthetic
-from tfvssl.train import flags as train_flags
+from tfvssl.train import train_flags
 
 flags.DEFINE_list("bench_methods", [], "Methods to measure (default: every one of tfvssl.methods.METHODS).")
 flags.DEFINE_list(

@@ -49,8 +49,8 @@ def fixture_dir():
 
 
 # Per method, the flags that shrink its paper configuration to test size (tiny frames, few
-# frames per clip, small batches). Every registered method must have an entry: tests that
-# train "every method" iterate over this table.
+# frames per clip, small batches). Every method of `tfvssl.methods.METHODS` must have an entry:
+# tests that train "every method" iterate over this table.
 TINY_FLAGS = {
     "dpc": [
         "--resolution=32", "--num_blocks=4", "--block_length=2", "--frame_stride=1",
@@ -104,7 +104,7 @@ def configured_method(method_cls, *args):
     from absl import flags
     from absl.testing import flagsaver
 
-    from tfvssl.train import flags as train_flags
+    from tfvssl.train import train_flags
 
     with flagsaver.flagsaver():
         flags.FLAGS(["test", f"--method={method_cls.name}", *args])

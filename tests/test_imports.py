@@ -74,3 +74,8 @@ def test_models_import_no_method():
     for module, imported in graph.items():
         if module.startswith("tfvssl.models"):
             assert not [name for name in imported if name.startswith("tfvssl.methods")], module
+
+
+def test_no_two_modules_share_a_basename():
+    names = [name for _, _, names in os.walk(PACKAGE) for name in names if name.endswith(".py") and name[0] != "_"]
+    assert sorted({name for name in names if names.count(name) > 1}) == []

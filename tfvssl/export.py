@@ -17,7 +17,7 @@ import os
 from absl import app, flags, logging
 
 from tfvssl import cli
-from tfvssl.train import flags as train_flags  # noqa: F401  (defines --workdir)
+from tfvssl.train import train_flags  # noqa: F401  (defines --workdir)
 
 flags.DEFINE_integer("version", None, "Version directory to write (default: the next one).", lower_bound=1)
 flags.DEFINE_string("export_name", None, "Model name, the TF Serving model directory (default: the method).")

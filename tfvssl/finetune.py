@@ -9,7 +9,7 @@ checkpoint), puts the classification head on its feature and trains everything w
 toward the pretrained weights with `--weight_decay_to=pretrained`) and schedule; then scores
 the test split with the same test-time protocol as `tfvssl.probe`. `--label_fraction` keeps
 a stratified, seeded fraction of the labelled training videos. Writes `results.json`,
-`metrics.jsonl` and `classifier.keras` into `--output_dir`. Flags: `tfvssl/eval/flags.py`;
+`metrics.jsonl` and `classifier.keras` into `--output_dir`. Flags: `tfvssl/eval/eval_flags.py`;
 defaults: `classify.FineTune`.
 """
 
@@ -17,7 +17,7 @@ import functools
 
 from absl import app
 
-from tfvssl.eval import flags as eval_flags
+from tfvssl.eval import eval_flags
 
 
 def main(argv):

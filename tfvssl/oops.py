@@ -14,14 +14,14 @@ the same model, the baseline. Without `--data`, the data the encoder was pretrai
 `oops_results.json` (clip-level accuracy overall and per class, the confusion matrix, every
 test clip's probabilities), `metrics.jsonl`, `plots/confusion_matrix.png` and
 `plots/timeline.png` (the class probabilities of the first test videos over time, with
-their failure time). Protocol: `tfvssl/eval/oops.py`, labels: `tfvssl/data/oops.py`; shared
-flags: `tfvssl/eval/flags.py`; defaults: `eval.oops.Recipe`.
+their failure time). Protocol: `tfvssl/eval/unintentional.py`, labels: `tfvssl/data/oops_labels.py`; shared
+flags: `tfvssl/eval/eval_flags.py`; defaults: `eval.oops.Recipe`.
 """
 
 from absl import app, flags
 
-from tfvssl.data import oops as oops_labels
-from tfvssl.eval import flags as eval_flags
+from tfvssl.data import oops_labels
+from tfvssl.eval import eval_flags
 
 flags.DEFINE_enum(
     "classifier", "predictive", ["predictive", "embedding"],
@@ -59,9 +59,9 @@ flags.DEFINE_integer("num_timelines", 4, "Test videos drawn in plots/timeline.pn
 
 
 def main(argv):
-    from tfvssl.eval import oops  # Heavy imports once the flags are parsed.
+    from tfvssl.eval import unintentional  # Heavy imports once the flags are parsed.
 
-    return eval_flags.run_entry_point(argv, oops.Recipe, oops.run)
+    return eval_flags.run_entry_point(argv, unintentional.Recipe, unintentional.run)
 
 
 if __name__ == "__main__":

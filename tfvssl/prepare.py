@@ -31,7 +31,7 @@ import sys
 
 from absl import app, flags
 
-from tfvssl.data import conversion, manifests, modalities
+from tfvssl.data import manifests, modalities, shards
 
 # Per dataset: the flags it requires and how its manifest is read.
 _READERS = {
@@ -51,7 +51,7 @@ _READERS = {
 def define_flags(flag_values=flags.FLAGS):
     """Defines the flags of `python -m tfvssl.prepare` (only its command line calls this, so
     that importing the module next to `tfvssl.pretrain` defines nothing twice)."""
-    defaults = conversion.Options()
+    defaults = shards.Options()
     fv = {"flag_values": flag_values}
     flags.DEFINE_enum("dataset", None, list(_READERS), "Kind of input (see the module docstring).", **fv)
     flags.DEFINE_string("video_root", None, "Folder of the videos or frame folders.", **fv)
@@ -126,9 +126,9 @@ def manifest_from_flags(flag_values=flags.FLAGS):
 
 
 def options_from_flags(flag_values=flags.FLAGS):
-    """The `conversion.Options` of the flags."""
+    """The `shards.Options` of the flags."""
     fv = flag_values
-    return conversion.Options(
+    return shards.Options(
         modality=tuple(fv.modality), fps=fv.fps, frame_stride=fv.frame_stride,
         short_side=fv.short_side, jpeg_quality=fv.jpeg_quality, min_frames=fv.min_frames,
         flow_algorithm=fv.flow_algorithm, flow_bound=fv.flow_bound, frames_fps=fv.frames_fps,
@@ -143,14 +143,14 @@ def run(flag_values=flags.FLAGS):
     manifest = manifest_from_flags(flag_values)
     if not manifest.entries:
         raise ValueError(f"--dataset={flag_values.dataset}: the split files list no videos")
-    summary = conversion.prepare(
+    summary = shards.prepare(
         manifest, flag_values.output_dir, options, workers=flag_values.workers,
         overwrite=flag_values.overwrite,
     )
     print(
         f"{summary['num_converted']} of {summary['num_videos']} videos converted into "
         f"{flag_values.output_dir}; rejected: {summary['rejected_by_reason'] or 'none'} "
-        f"(details in {os.path.join(flag_values.output_dir, conversion.SUMMARY)})"
+        f"(details in {os.path.join(flag_values.output_dir, shards.SUMMARY)})"
     )
     return summary
 
@@ -159,7 +159,7 @@ def verify(flag_values=flags.FLAGS):
     """Checks the dataset root `--output_dir` and prints what it found; returns the problems."""
     if not flag_values.output_dir:
         raise ValueError("--output_dir: the dataset root to verify is required with --verify")
-    records_read, problems = conversion.verify(flag_values.output_dir)
+    records_read, problems = shards.verify(flag_values.output_dir)
     for problem in problems:
         print(problem)
     splits = ", ".join(f"{split} {count}" for split, count in records_read.items())

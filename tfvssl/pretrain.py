@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 from tfvssl import cli, methods, workdir  # methods: every method's flags, for the command line.
 from tfvssl.data import records
-from tfvssl.train import flags as train_flags
+from tfvssl.train import train_flags
 
 FLAGS = flags.FLAGS
 

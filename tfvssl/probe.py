@@ -11,14 +11,14 @@ features of fixed clips, computed once), and scores
 the test split with the test-time protocol (`--test_clips`, `--num_crops`, `--aggregate`).
 Writes `results.json` (clip- and video-level top-1/top-5, per-class accuracy, confusion
 matrix, per-video probabilities), `metrics.jsonl` and `classifier.keras` into
-`--output_dir`. Flags: `tfvssl/eval/flags.py`; defaults: `classify.LinearProbe`.
+`--output_dir`. Flags: `tfvssl/eval/eval_flags.py`; defaults: `classify.LinearProbe`.
 """
 
 import functools
 
 from absl import app
 
-from tfvssl.eval import flags as eval_flags
+from tfvssl.eval import eval_flags
 
 
 def main(argv):

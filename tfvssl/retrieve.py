@@ -13,7 +13,7 @@ clips); R@1/5/10/20/50 go to `retrieval.json`, the features and neighbours to
 
 from absl import app
 
-from tfvssl.eval import flags as eval_flags
+from tfvssl.eval import eval_flags
 
 
 def main(argv):

@@ -24,7 +24,7 @@ from absl import flags
 from tfvssl import methods  # Defines every method's flags, which a flags.txt may name.
 from tfvssl.models import layers
 from tfvssl.train import checkpoint
-from tfvssl.train import flags as train_flags
+from tfvssl.train import train_flags
 
 FLAGS_FILE = "flags.txt"
 CKPT_DIR = "ckpt"

@@ -24,7 +24,7 @@ from conftest import TINY_DPC_FLAGS
 
 from tfvssl.convert import dpc_family, importer, keras_to_torch_state_dict, load_state_dict, vcop_pace
 from tfvssl import workdir as workdirs
-from tfvssl.models import dpc, layers, memdpc, pace, vcop
+from tfvssl.models import dpc_model, layers, memdpc_model, pace_model, vcop_model
 from tfvssl.train import checkpoint
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -131,34 +131,34 @@ def with_gru_aliases(state_dict):
 
 
 def tiny_dpc():
-    model = dpc.DensePredictiveCoding(resolution=32, num_blocks=4, block_length=2, pred_step=2)
+    model = dpc_model.DensePredictiveCoding(resolution=32, num_blocks=4, block_length=2, pred_step=2)
     randomise(model)
     return with_gru_aliases(keras_to_torch_state_dict(model, dpc_family.dpc_rnn_table(model)))
 
 
 def tiny_memdpc():
-    model = memdpc.MemoryAugmentedDPC(resolution=32, num_blocks=4, block_length=2, pred_step=2, mem_size=7)
+    model = memdpc_model.MemoryAugmentedDPC(resolution=32, num_blocks=4, block_length=2, pred_step=2, mem_size=7)
     randomise(model)
     return with_gru_aliases(keras_to_torch_state_dict(model, dpc_family.memdpc_bd_table(model)))
 
 
 def tiny_memdpc_lc():
-    model = memdpc.MemoryAugmentedDPC(resolution=32, num_blocks=4, block_length=2, pred_step=2)
+    model = memdpc_model.MemoryAugmentedDPC(resolution=32, num_blocks=4, block_length=2, pred_step=2)
     head = layers.ClassificationHead(5, name="head")
     head.build((None, 512))
-    classifier = importer.LinearClassifier(dpc.lc_encoder(model.encoder), head)
+    classifier = importer.LinearClassifier(dpc_model.lc_encoder(model.encoder), head)
     randomise(classifier)
     return with_gru_aliases(keras_to_torch_state_dict(classifier, dpc_family.lc_table(classifier.encoder)))
 
 
 def tiny_vcop():
-    model = vcop.ClipOrderPrediction(backbone="r3d", clip_length=4, resolution=32)
+    model = vcop_model.ClipOrderPrediction(backbone="r3d", clip_length=4, resolution=32)
     randomise(model)
     return keras_to_torch_state_dict(model, vcop_pace.vcop_table(model))
 
 
 def tiny_pace():
-    model = pace.PacePrediction(backbone="r3d", clip_length=4, resolution=32, num_paces=3)
+    model = pace_model.PacePrediction(backbone="r3d", clip_length=4, resolution=32, num_paces=3)
     randomise(model)
     return keras_to_torch_state_dict(model, vcop_pace.pace_table(model))
 
@@ -266,7 +266,7 @@ def test_memdpc_classifier_round_trip_and_classifier_keras(tmp_path):
     workdir = convert(tmp_path, "memdpc_lc", state_dict, DPC_SIZES)
     method, model = restore(workdir)
     saved = keras.saving.load_model(os.path.join(workdir, "classifier.keras"))
-    classifier = importer.LinearClassifier(dpc.lc_encoder(model.encoder), saved.get_layer("head"))
+    classifier = importer.LinearClassifier(dpc_model.lc_encoder(model.encoder), saved.get_layer("head"))
     assert_same_tensors(keras_to_torch_state_dict(classifier, dpc_family.lc_table(classifier.encoder)), state_dict)
     # classifier.keras is the authors' LC: inference on the running statistics.
     clips = np.random.default_rng(1).normal(size=(2, *method.clip_shape())).astype("float32")

@@ -16,7 +16,7 @@ from conftest import FIXTURES
 
 from tfvssl import losses
 from tfvssl.convert import dpc_family, load_torch_state_dict
-from tfvssl.models import dpc, layers, memdpc
+from tfvssl.models import dpc_model, layers, memdpc_model
 
 
 def assert_matches(ours, theirs, name):
@@ -60,12 +60,12 @@ def cross_entropy_rows(logits, labels):
 def test_dpc_rnn(fixture_dir):
     weights, io = load_fixture(fixture_dir, "dpc_rnn_resnet18")
     keras.utils.set_random_seed(0)
-    model = dpc.DensePredictiveCoding(resolution=64, num_blocks=8, block_length=5, pred_step=3)
+    model = dpc_model.DensePredictiveCoding(resolution=64, num_blocks=8, block_length=5, pred_step=3)
     load_torch_state_dict(model, weights, dpc_family.dpc_rnn_table(model), ignore=dpc_family.GRU_ALIASES)
 
     features = model.encoder.block_features(blocks_of(io["input"]), training=False)
     assert_matches(features, maps(io["feature_prerelu"]), "feature_prerelu")
-    predictions, states = dpc.roll_out(model.encoder.aggregator, model.predictor, features[:, :5], 3)
+    predictions, states = dpc_model.roll_out(model.encoder.aggregator, model.predictor, features[:, :5], 3)
     assert_matches(predictions, maps(io["pred"]), "pred")
     # The authors run the GRU once more on the last prediction; that state is never used.
     assert_matches(np.moveaxis(states, 1, 0), maps(io["agg_hidden"][:3]), "agg_hidden")
@@ -87,7 +87,7 @@ def memdpc_bd():
     keras.utils.set_random_seed(0)
     # No GRU dropout, so that training mode differs from inference only in BatchNorm, as
     # the fixture's trainbn_ pass.
-    model = memdpc.MemoryAugmentedDPC(
+    model = memdpc_model.MemoryAugmentedDPC(
         resolution=64, num_blocks=8, block_length=5, pred_step=3, mem_size=1024, gru_dropout=0.0,
         bidirectional_loss="sum",
     )
@@ -146,8 +146,8 @@ def test_lc_classifiers(fixture_dir, name, bidirectional):
     keras.utils.set_random_seed(0)
     aggregators = ("agg_f", "agg_b") if bidirectional else ("agg",)
     # Dropout off everywhere: the fixture's eval and trainbn_ passes have none.
-    pretrained = dpc.build_block_encoder("r2d3d18", 5, 64, gru_dropout=0.0, aggregator_names=aggregators)
-    encoder = dpc.lc_encoder(pretrained)
+    pretrained = dpc_model.build_block_encoder("r2d3d18", 5, 64, gru_dropout=0.0, aggregator_names=aggregators)
+    encoder = dpc_model.lc_encoder(pretrained)
     head = layers.ClassificationHead(10, dropout=0.0, name="head")
     head.build((None, 512 if bidirectional else 256))
     table = dpc_family.lc_table(encoder)

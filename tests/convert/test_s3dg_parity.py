@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tfvssl.convert import vcop_pace
-from tfvssl.models import clip_encoder, pace
+from tfvssl.models import clip_encoder, pace_model
 
 STAGES = (
     "conv1", "maxpool_2a", "conv_2b", "conv_2c", "gating", "maxpool_3a", "mixed_3b", "mixed_3c",
@@ -38,7 +38,7 @@ def _run(path, dtype):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype)
     try:
-        model = pace.PacePrediction(backbone="s3dg", clip_length=16, resolution=64, num_paces=4)
+        model = pace_model.PacePrediction(backbone="s3dg", clip_length=16, resolution=64, num_paces=4)
     finally:
         keras.config.set_dtype_policy(previous)
     projection = model.projection.kernel.numpy().copy()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfvssl.convert import vcop_pace
-from tfvssl.models import clip_encoder, pace, vcop
+from tfvssl.models import clip_encoder, pace_model, vcop_model
 
 VCOP_ARRAYS = ("clip_feature", "fc7_out", "logits", "loss", "acc")
 FOLDERS = ("vcop_c3d", "vcop_r3d", "vcop_r21d")
@@ -35,7 +35,7 @@ def _channels_last(clips):
 @functools.cache
 def _vcop_run(folder, path):
     weights, io = _load(path)
-    model = vcop.ClipOrderPrediction(backbone=folder.split("_")[1], clip_length=16, resolution=64)
+    model = vcop_model.ClipOrderPrediction(backbone=folder.split("_")[1], clip_length=16, resolution=64)
     vcop_pace.load_vcop(model, weights)
     tuples = _channels_last(io["input"])
     ours = {}
@@ -75,7 +75,7 @@ def test_pace_classifier_of_the_resnets_loads_from_linear(fixture_dir):
     state_dict = {name[len(prefix):]: value for name, value in weights.items() if name.startswith(prefix)}
     state_dict["linear.weight"] = rng.normal(size=(4, 512)).astype(np.float32)
     state_dict["linear.bias"] = rng.normal(size=4).astype(np.float32)
-    model = pace.PacePrediction(backbone="r3d", clip_length=16, resolution=64, contrastive="none")
+    model = pace_model.PacePrediction(backbone="r3d", clip_length=16, resolution=64, contrastive="none")
     vcop_pace.load_pace(model, state_dict)
     reference = io["clip_feature"][:, 0]  # Eval mode: slot 0 alone gives the same features.
     outputs = model(_channels_last(io["input"][:, 0]), training=False)

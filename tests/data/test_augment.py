@@ -75,9 +75,9 @@ def test_crops_accept_a_size_computed_in_the_graph():
         size = tf.shape(c)[1] // 2
         return augment.random_crop(c, size, seed_of(0)), augment.center_crop(c, size)
 
-    random_window, centre_window = next(iter(dataset.map(crop_half)))
+    random_window, center_window = next(iter(dataset.map(crop_half)))
     assert window_of(random_window)[2:] == (6, 6)
-    assert window_of(centre_window) == (3, 5, 6, 6)
+    assert window_of(center_window) == (3, 5, 6, 6)
 
 
 def test_random_crop_larger_than_clip_fails_with_message():
@@ -163,7 +163,7 @@ def test_resize_short_side_to_current_size_is_identity():
         np.testing.assert_array_equal(augment.resize_short_side(clip, 12, method), clip)
 
 
-def test_random_resized_crop_fallback_is_short_side_resize_and_centre_crop():
+def test_random_resized_crop_fallback_is_short_side_resize_and_center_crop():
     # A 10x40 frame cannot hold a square crop of >= 90% of its area: every attempt fails.
     clip = position_clip(2, 10, 40)
     out = augment.random_resized_crop(
@@ -449,10 +449,10 @@ def test_normalize_bgr_reverses_channels_after_normalising():
 
 def test_normalize_flow_and_single_channel_inputs():
     flow = np.random.default_rng(8).integers(0, 256, (3, 4, 5, 2), dtype=np.uint8)
-    centred = augment.normalize(tf.constant(flow), "flow").numpy()
-    np.testing.assert_allclose(centred.mean(axis=(1, 2)), 0, atol=1e-6)
+    centered = augment.normalize(tf.constant(flow), "flow").numpy()
+    np.testing.assert_allclose(centered.mean(axis=(1, 2)), 0, atol=1e-6)
     expected = flow / 255.0 - (flow / 255.0).mean(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(centred, expected, atol=1e-6)
+    np.testing.assert_allclose(centered, expected, atol=1e-6)
     difference = tf.constant(np.full((2, 3, 3, 1), 0.25, np.float32))
     np.testing.assert_allclose(augment.normalize(difference, "raw"), 63.75)
     np.testing.assert_allclose(augment.normalize(difference, "unit"), 0.25)
@@ -516,11 +516,11 @@ def test_eager_and_tf_data_agree(name):
         np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
 
 
-def test_frame_wise_colour_on_a_batch_equals_the_per_clip_ops():
+def test_frame_wise_color_on_a_batch_equals_the_per_clip_ops():
     clips = tf.cast(tf.random.stateless_uniform([3, 5, 8, 8, 3], [0, 1], maxval=256, dtype=tf.int32), tf.uint8)
     seeds = tf.constant([[1, 2], [3, 4], [5, 6]], tf.int64)
     jitter = (0.5, 0.5, 0.5, 0.25)
-    batched = augment.frame_wise_colour(clips, seeds, grey_prob=0.5, jitter=jitter)
+    batched = augment.frame_wise_color(clips, seeds, grey_prob=0.5, jitter=jitter)
     assert batched.shape == (3, 5, 8, 8, 3) and batched.dtype == tf.float32
     for clip, seed, got in zip(clips, seeds, batched):
         grey_seed, jitter_seed = tf.unstack(sampling.split_seed(seed, 2))
@@ -528,7 +528,7 @@ def test_frame_wise_colour_on_a_batch_equals_the_per_clip_ops():
         expected = augment.color_jitter(grey, jitter_seed, *jitter, prob=1.0, per_frame=True)
         np.testing.assert_allclose(got, expected, atol=1e-6)
     # Examples draw independently: two equal clips with other seeds come out different.
-    twins = augment.frame_wise_colour(tf.stack([clips[0], clips[0]]), seeds[:2], 0.5, jitter)
+    twins = augment.frame_wise_color(tf.stack([clips[0], clips[0]]), seeds[:2], 0.5, jitter)
     assert not np.allclose(twins[0], twins[1])
 
 

@@ -19,7 +19,7 @@ from conftest import TINY_FLAGS
 from test_sources import write_audio_only
 
 from tfvssl import methods, prepare, pretrain
-from tfvssl.data import conversion, manifests, modalities, pipeline, records, sources, synthetic
+from tfvssl.data import manifests, modalities, pipeline, records, shards, sources, synthetic
 from tfvssl.train import trainer
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -116,7 +116,7 @@ def test_ucf101_rejections_are_named_and_the_other_videos_convert(ucf101_dataset
     assert reasons(summary) == {**BAD_TRAIN, **{name: "converted" for name in GOOD_TRAIN + GOOD_TEST}}
     assert summary["rejected_by_reason"] == {reason: 1 for reason in BAD_TRAIN.values()}
     assert (summary["num_videos"], summary["num_converted"], summary["num_rejected"]) == (11, 6, 5)
-    with open(output / conversion.SUMMARY) as f:
+    with open(output / shards.SUMMARY) as f:
         assert json.load(f) == summary
     too_short = next(v for v in summary["videos"] if v.get("reason") == "too short")
     assert "4 frames < --min_frames=8" in too_short["detail"]
@@ -156,7 +156,7 @@ def test_ucf101_dataset_info_lists_classes_splits_and_shards(ucf101_dataset):
 @pytest.mark.parametrize("method_name", sorted(methods.METHODS))
 def test_every_method_trains_one_step_on_prepared_shards(method_name, ucf101_dataset, tmp_path):
     if method_name not in TINY_FLAGS:
-        pytest.fail(f"tests/conftest.py TINY_FLAGS has no entry for the registered method {method_name!r}")
+        pytest.fail(f"tests/conftest.py TINY_FLAGS has no entry for the method {method_name!r}")
     output, _ = ucf101_dataset
     with flagsaver.flagsaver():
         flags.FLAGS([
@@ -184,8 +184,8 @@ def folder_manifest(tmp_path):
 
 def test_an_interrupted_run_resumes_keeping_finished_shards(folder_manifest, tmp_path, monkeypatch):
     output = str(tmp_path / "out")
-    options = conversion.Options(shard_size=1)
-    convert = conversion.convert_video
+    options = shards.Options(shard_size=1)
+    convert = shards.convert_video
     converted, interrupt_at = [], [2]
 
     def convert_until_interrupted(entry, *args):
@@ -194,9 +194,9 @@ def test_an_interrupted_run_resumes_keeping_finished_shards(folder_manifest, tmp
         converted.append(entry.name)
         return convert(entry, *args)
 
-    monkeypatch.setattr(conversion, "convert_video", convert_until_interrupted)
+    monkeypatch.setattr(shards, "convert_video", convert_until_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        conversion.prepare(folder_manifest, output, options)
+        shards.prepare(folder_manifest, output, options)
     # The shard being written is discarded; the finished ones stay.
     finished = sorted(os.listdir(os.path.join(output, "train")))
     assert finished == ["train-00000.tfrecord", "train-00001.tfrecord"]
@@ -205,7 +205,7 @@ def test_an_interrupted_run_resumes_keeping_finished_shards(folder_manifest, tmp
 
     converted.clear()
     interrupt_at[0] = None
-    summary = conversion.prepare(folder_manifest, output, options)
+    summary = shards.prepare(folder_manifest, output, options)
 
     assert len(converted) == 2  # Only the two unfinished shards were redone.
     assert {name: os.stat(os.path.join(output, "train", name)).st_mtime_ns for name in finished} == stamps
@@ -215,12 +215,12 @@ def test_an_interrupted_run_resumes_keeping_finished_shards(folder_manifest, tmp
 
 def test_other_options_in_the_same_directory_need_overwrite(folder_manifest, tmp_path):
     output = str(tmp_path / "out")
-    conversion.prepare(folder_manifest, output, conversion.Options(shard_size=2))
+    shards.prepare(folder_manifest, output, shards.Options(shard_size=2))
     with pytest.raises(ValueError, match="--overwrite"):
-        conversion.prepare(folder_manifest, output, conversion.Options(shard_size=2, short_side=20))
+        shards.prepare(folder_manifest, output, shards.Options(shard_size=2, short_side=20))
 
-    resized = conversion.Options(shard_size=2, short_side=20)
-    summary = conversion.prepare(folder_manifest, output, resized, overwrite=True)
+    resized = shards.Options(shard_size=2, short_side=20)
+    summary = shards.prepare(folder_manifest, output, resized, overwrite=True)
 
     assert summary["num_converted"] == 4
     video = next(iter(read_records(output, "train").values()))
@@ -229,11 +229,11 @@ def test_other_options_in_the_same_directory_need_overwrite(folder_manifest, tmp
 
 def test_bad_options_name_their_flag():
     with pytest.raises(ValueError, match="--fps=25 and --frame_stride=2: give one of the two"):
-        conversion.Options(fps=25, frame_stride=2)
+        shards.Options(fps=25, frame_stride=2)
     with pytest.raises(ValueError, match="--modality=rgb,depth"):
-        conversion.Options(modality=("rgb", "depth"))
+        shards.Options(modality=("rgb", "depth"))
     with pytest.raises(ValueError, match="--jpeg_quality=0"):
-        conversion.Options(jpeg_quality=0)
+        shards.Options(jpeg_quality=0)
 
 
 # ---- modalities -----------------------------------------------------------------------------------
@@ -433,11 +433,11 @@ def test_verify_names_unreadable_shards_and_mismatched_counts(ucf101_dataset, tm
     ends = [len(r.numpy()) + records.RECORD_FRAMING for r in tf.data.TFRecordDataset(shard)]
     with open(shard, "r+b") as f:
         f.truncate(ends[0] + 100)  # The second record cut short.
-    with open(root / conversion.SUMMARY) as f:
+    with open(root / shards.SUMMARY) as f:
         summary = json.load(f)
     video = next(v for v in summary["videos"] if v["split"] == "test" and v["status"] == "converted")
     video["frames"] += 1
-    with open(root / conversion.SUMMARY, "w") as f:
+    with open(root / shards.SUMMARY, "w") as f:
         json.dump(summary, f)
 
     test_problem, *train_problems = run_verify(root)
@@ -449,16 +449,16 @@ def test_verify_names_unreadable_shards_and_mismatched_counts(ucf101_dataset, tm
 
 def test_a_second_conversion_into_the_same_directory_refuses_to_start(folder_manifest, tmp_path):
     output = str(tmp_path / "out")
-    with conversion.hold_output(output):
+    with shards.hold_output(output):
         with pytest.raises(ValueError, match=rf"another conversion \(PID {os.getpid()}\) is writing it"):
-            conversion.prepare(folder_manifest, output, conversion.Options())
+            shards.prepare(folder_manifest, output, shards.Options())
 
     # The file a dead conversion left is taken over.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    write(os.path.join(output, conversion.LOCK_FILE), f"{dead.pid}\n")
-    assert conversion.prepare(folder_manifest, output, conversion.Options())["num_converted"] == 4
-    with open(os.path.join(output, conversion.LOCK_FILE)) as f:
+    write(os.path.join(output, shards.LOCK_FILE), f"{dead.pid}\n")
+    assert shards.prepare(folder_manifest, output, shards.Options())["num_converted"] == 4
+    with open(os.path.join(output, shards.LOCK_FILE)) as f:
         assert f.read() == f"{os.getpid()}\n"
 
 
@@ -512,7 +512,7 @@ def test_workers_die_with_a_killed_conversion(tmp_path):
         while alive(workers) and time.time() < deadline:
             time.sleep(0.1)
         assert workers and not alive(workers), "workers outlived the conversion"
-        with conversion.hold_output(str(output)):  # Its lock died with it too.
+        with shards.hold_output(str(output)):  # Its lock died with it too.
             pass
     finally:
         parent.kill()

@@ -323,7 +323,7 @@ def test_sliding_windows_oops_clips_and_short_video():
     np.testing.assert_array_equal(windows, [np.minimum(3 * np.arange(40), 49)])
 
 
-def test_uniform_clips_equal_vcop_test_centres():
+def test_uniform_clips_equal_vcop_test_centers():
     for num_frames in range(16, 400):
         clips = sampling.uniform_clips(num_frames, 16, 10).numpy()
         starts = [int(c - 8) for c in np.linspace(8, num_frames - 8, 10)]

@@ -71,7 +71,7 @@ def test_objects_wrap_around_the_frame_edges():
 
     synthetic._draw_object(
         frames, at_left_edge, camera_x=np.zeros(1), camera_y=np.zeros(1), radius=0.2,
-        shape=lambda u, v: np.hypot(u, v) - 1, colour=np.array([255.0, 0, 0]),
+        shape=lambda u, v: np.hypot(u, v) - 1, color=np.array([255.0, 0, 0]),
     )
 
     red = frames[0, :, :, 0]

@@ -1,5 +1,5 @@
 """The clips a downstream classifier trains and is tested on: each method's own training
-transform (`Method.downstream_clip`, through `data.train_clip`) and clip length
+transform (`Method.downstream_clip`, through `inputs.train_clip`) and clip length
 (`Method.classifier_method`)."""
 
 import types
@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import configured_method
 
 from tfvssl.data import pipeline, records
-from tfvssl.eval import data
+from tfvssl.eval import inputs
 from tfvssl.methods import dpc, memdpc, pace, tcp, vcop
 
 SEEDS = range(12)
@@ -44,8 +44,8 @@ def window_of(clip, source):
 
 
 def train_windows(method, video, source, scale):
-    """The window of `source` each seed's `data.train_clip` shows (None: none does)."""
-    clips = [data.train_clip(method, video, tf.constant([seed, 7])).numpy() * scale for seed in SEEDS]
+    """The window of `source` each seed's `inputs.train_clip` shows (None: none does)."""
+    clips = [inputs.train_clip(method, video, tf.constant([seed, 7])).numpy() * scale for seed in SEEDS]
     assert clips[0].shape == method.clip_shape()
     return [window_of(clip, source) for clip in clips]
 
@@ -70,7 +70,7 @@ def test_pace_trains_on_crops_of_the_resize_flipped_half_the_time():
     assert {flipped for _, _, flipped in windows} == {False, True}
 
 
-def test_temporal_cpc_trains_on_one_crop_of_224_of_256_flipped_without_colour_dropping():
+def test_temporal_cpc_trains_on_one_crop_of_224_of_256_flipped_without_color_dropping():
     # 32 px short side: crops of 28 px (224/256), here at the resolution, so not resized.
     method = configured_method(tcp.TemporalCPC, "--num_segments=2", "--segment_length=2", "--resolution=28")
     video, frame = still_video(textured_frame(32, 40))
@@ -79,13 +79,13 @@ def test_temporal_cpc_trains_on_one_crop_of_224_of_256_flipped_without_colour_dr
     assert {flipped for _, _, flipped in windows} == {False, True}
 
 
-def test_dpc_trains_with_clip_consistent_colour_jitter_on_30_percent_of_the_clips():
+def test_dpc_trains_with_clip_consistent_color_jitter_on_30_percent_of_the_clips():
     # A flat colour survives any crop, resize and flip; only the colour jitter changes it.
     method = configured_method(dpc.DPC, "--num_blocks=2", "--block_length=2", "--resolution=16")
     video, frame = still_video(np.full((24, 32, 3), (90, 140, 200), np.uint8))
     jittered = 0
     for seed in range(40):
-        clip = data.train_clip(method, video, tf.constant([seed, 3])).numpy()
+        clip = inputs.train_clip(method, video, tf.constant([seed, 3])).numpy()
         assert clip.shape == (4, 16, 16, 3)
         np.testing.assert_allclose(clip, np.broadcast_to(clip[:1, :1, :1], clip.shape), atol=1e-5)  # One draw for the clip.
         jittered += not np.allclose(clip[0, 0, 0], method.normalize(frame[None, None] / 255.0)[0, 0], atol=1e-4)
@@ -120,7 +120,7 @@ def test_bad_classifier_segments_are_named(segments):
     from absl.testing import flagsaver
 
     from tfvssl.eval import classify
-    from tfvssl.eval import flags as eval_flags
+    from tfvssl.eval import eval_flags
 
     with flagsaver.flagsaver():
         flags.FLAGS(["probe", "--encoder=x", "--output_dir=y", f"--classifier_segments={','.join(segments)}"])

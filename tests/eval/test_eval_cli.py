@@ -14,7 +14,7 @@ from eval_fixtures import REPO, cli, trained_run  # noqa: F401  (fixture)
 
 from tfvssl import finetune, probe, retrieve  # noqa: F401  (define the flags)
 from tfvssl.eval import classify, exporting
-from tfvssl.eval import flags as eval_flags
+from tfvssl.eval import eval_flags
 from tfvssl.eval import retrieval
 from tfvssl.models import layers
 

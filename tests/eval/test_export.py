@@ -52,7 +52,7 @@ SERVING_SCRIPT = textwrap.dedent(
 )
 
 
-def centre_clip_by_hand(record, method):
+def center_clip_by_hand(record, method):
     """The serving_examples clip, computed with NumPy indexing instead of tfvssl's samplers."""
     video = records.parse_sequence_example(record)
     frames = np.stack([tf.io.decode_jpeg(jpeg).numpy() for jpeg in video["rgb"]])
@@ -91,7 +91,7 @@ def test_the_three_signatures_reload_without_tfvssl_and_match_the_encoder(traine
     expected = {
         "clips": encoder(clips)["embedding"],
         "frames": encoder(method.normalize(tf.constant(frames)))["embedding"],
-        "examples": encoder(tf.stack([centre_clip_by_hand(r, method) for r in serialized]))["embedding"],
+        "examples": encoder(tf.stack([center_clip_by_hand(r, method) for r in serialized]))["embedding"],
     }
 
     # The .keras file reloads to the same numbers, with running-statistics BatchNorm.

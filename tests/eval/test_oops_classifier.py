@@ -1,5 +1,5 @@
 """`python -m tfvssl.oops` end to end on a tiny MemDPC pretrained on the embedded oops data, and
-the pieces of `tfvssl/eval/oops.py`: the predictive classifier, the window averaging, the
+the pieces of `tfvssl/eval/unintentional.py`: the predictive classifier, the window averaging, the
 video filter."""
 
 import json
@@ -15,10 +15,10 @@ from absl.testing import flagsaver
 from eval_fixtures import REPO, build_run, cli
 
 from tfvssl import pretrain
-from tfvssl.data import oops as oops_labels
+from tfvssl.data import oops_labels
 from tfvssl.data import synthetic
 from tfvssl import workdir
-from tfvssl.eval import oops
+from tfvssl.eval import unintentional
 
 FLAGS = flags.FLAGS
 
@@ -42,7 +42,7 @@ def oops_run(tmp_path_factory):
 
 
 def read_results(output_dir):
-    with open(os.path.join(output_dir, oops.RESULTS_FILE)) as f:
+    with open(os.path.join(output_dir, unintentional.RESULTS_FILE)) as f:
         return json.load(f)
 
 
@@ -114,7 +114,7 @@ def test_bad_flags_fail_with_a_message_naming_them(oops_run, tiny_dataset, tmp_p
 
     assert status == 2
     assert message.format(**names) in capsys.readouterr().err
-    assert not (tmp_path / "out" / oops.RESULTS_FILE).exists()
+    assert not (tmp_path / "out" / unintentional.RESULTS_FILE).exists()
 
 
 def test_the_predictive_classifier_finds_the_workdir_of_an_export(oops_run):
@@ -124,7 +124,7 @@ def test_the_predictive_classifier_finds_the_workdir_of_an_export(oops_run):
         oops_annotations=None, oops_borders=None,
     )
 
-    method, source = oops.method_and_source(config)
+    method, source = unintentional.method_and_source(config)
 
     assert (method.name, source) == ("memdpc", run)
 
@@ -138,7 +138,7 @@ def predictive_classifier(run, frozen):
         head_hidden=8, optimizer="adam", weight_decay=0.0, encoder=run,
     )
     method = workdir.load_method(run)
-    return oops.build_classifier(config, method, run)[0]
+    return unintentional.build_classifier(config, method, run)[0]
 
 
 def test_the_prediction_of_a_step_depends_only_on_the_steps_before(oops_run):
@@ -177,7 +177,7 @@ def test_each_clip_averages_the_window_steps_that_hold_it():
         steps = tf.range(tf.shape(windows)[1]) % 3
         return 50.0 * tf.one_hot(tf.broadcast_to(steps, tf.shape(windows)[:2]), 3)
 
-    (probabilities,) = oops.clip_probabilities(classifier, [np.zeros([9, 1], np.float32)], num_steps=3)
+    (probabilities,) = unintentional.clip_probabilities(classifier, [np.zeros([9, 1], np.float32)], num_steps=3)
 
     expected = np.zeros([9, 3])
     for clip in range(9):
@@ -189,12 +189,12 @@ def test_each_clip_averages_the_window_steps_that_hold_it():
 def test_videos_are_filtered_by_the_records_or_exactly_by_the_annotations(oops_run):
     _, _, data = oops_run
 
-    by_records = oops.read_videos(data, "train")
-    names = [oops.annotation_key(name) for name in by_records.names]
+    by_records = unintentional.read_videos(data, "train")
+    names = [unintentional.annotation_key(name) for name in by_records.names]
     annotations = {name: {"t": [1.0, 2.0, 1.5], "rel_t": [0.3, 0.6, 0.45], "len": 3.3} for name in names}
     annotations[names[0]]["len"] = 3.1  # Too short for the authors.
     del annotations[names[1]]  # Not annotated.
-    by_annotations = oops.read_videos(data, "train", annotations)
+    by_annotations = unintentional.read_videos(data, "train", annotations)
 
     assert len(by_records.names) == 6 and by_records.positions.tolist() == list(range(6))
     assert by_annotations.names == by_records.names[2:]
@@ -218,11 +218,11 @@ def test_borders_lookup(tmp_path):
     path = tmp_path / "borders.json"
     path.write_text(json.dumps({"clip_a": [0.1, 0.9]}))
 
-    lookup = oops.borders_lookup(str(path))
+    lookup = unintentional.borders_lookup(str(path))
 
     assert [float(v) for v in lookup(tf.constant("val/clip_a.mp4"))] == pytest.approx([0.1, 0.9])
     assert [float(v) for v in lookup(tf.constant("val/clip_b.mp4"))] == [0.0, 0.0]
-    assert oops.borders_lookup(None)("anything") == (0.0, 0.0)
+    assert unintentional.borders_lookup(None)("anything") == (0.0, 0.0)
 
 
 def test_pretraining_on_too_short_oops_videos_fails_naming_the_flag():
@@ -234,7 +234,7 @@ def test_pretraining_on_too_short_oops_videos_fails_naming_the_flag():
 
 
 def _videos(starts, ends, labels):
-    return oops.Videos(
+    return unintentional.Videos(
         files=[], positions=np.arange(len(starts)), names=[str(i) for i in range(len(starts))],
         t_fail=np.zeros(len(starts)), labels=[np.array(x) for x in labels],
         starts=[np.array(x, float) for x in starts], ends=[np.array(x, float) for x in ends],
@@ -248,4 +248,4 @@ def test_time_prior_predicts_the_commonest_training_label_of_the_clips_time():
     # Test clips at 0, 0.2, 0.4 and 0.6 of the video: bins 0, 0, 1 (no training clip: the
     # commonest label overall, unintentional) and 2.
     test = _videos([[0, 0.5, 1, 1.5]], [[1, 1.5, 2, 2.5]], [[0, 1, 2, 2]])
-    assert oops.time_prior_accuracy(train, test, num_bins=4) == 0.75
+    assert unintentional.time_prior_accuracy(train, test, num_bins=4) == 0.75

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.eval import data, protocol
+from tfvssl.eval import inputs, protocol
 from tfvssl.methods import dpc
 
 
@@ -113,42 +113,42 @@ def tiny_method(**overrides):
 def test_test_clips_are_half_overlapping_windows_or_uniform_clips():
     method = tiny_method()  # 8 frames at stride 3: a window spans 22 frames.
     # Half overlap: DPC's stride of N // 2 blocks = 2 * 2 * 3 = 12 frames.
-    windows = data.clip_indices(tf.constant(70), method, data.Views("windows")).numpy()
+    windows = inputs.clip_indices(tf.constant(70), method, inputs.Views("windows")).numpy()
     brute = [[s + 3 * k for k in range(8)] for s in range(0, 70 - 22 + 1, 12)]
     np.testing.assert_array_equal(windows, brute)
     # MemDPC's code: N * L * ds // 2 - 1 = 11 frames, given explicitly.
-    memdpc_windows = data.clip_indices(tf.constant(70), method, data.Views("windows", window_stride=11)).numpy()
+    memdpc_windows = inputs.clip_indices(tf.constant(70), method, inputs.Views("windows", window_stride=11)).numpy()
     np.testing.assert_array_equal(memdpc_windows[:, 0], np.arange(0, 70 - 22 + 1, 11))
-    uniform = data.clip_indices(tf.constant(70), method, data.Views("uniform", num_clips=4)).numpy()
+    uniform = inputs.clip_indices(tf.constant(70), method, inputs.Views("uniform", num_clips=4)).numpy()
     starts = [k * (70 - 22) // 3 for k in range(4)]
     np.testing.assert_array_equal(uniform, [[s + 3 * k for k in range(8)] for s in starts])
-    centre = data.centre_clip_indices(tf.constant(70), method).numpy()
-    np.testing.assert_array_equal(centre, (70 - 22) // 2 + 3 * np.arange(8))
-    short = data.clip_indices(tf.constant(10), method, data.Views("windows")).numpy()
+    center = inputs.center_clip_indices(tf.constant(70), method).numpy()
+    np.testing.assert_array_equal(center, (70 - 22) // 2 + 3 * np.arange(8))
+    short = inputs.clip_indices(tf.constant(10), method, inputs.Views("windows")).numpy()
     np.testing.assert_array_equal(short, [np.minimum(3 * np.arange(8), 9)])
 
 
 def test_ten_crops_are_five_crops_and_their_mirror_images():
     method = tiny_method()
     frames = tf.constant(np.random.default_rng(0).integers(0, 256, [8, 24, 32, 3]), tf.uint8)
-    ten = data.crop_views(method, frames, data.Views(num_crops=10, crop_fraction=0.75)).numpy()
+    ten = inputs.crop_views(method, frames, inputs.Views(num_crops=10, crop_fraction=0.75)).numpy()
     assert ten.shape == (10, 8, 16, 16, 3)
     np.testing.assert_array_equal(ten[5:], ten[:5, :, :, ::-1])
     # Crop 5 is the centre 18 x 18 window (0.75 of 24), resized and normalised.
-    centre = tf.image.resize(frames[:, 3:21, 7:25], [16, 16], "nearest")
-    np.testing.assert_allclose(ten[4], method.normalize(centre), atol=1e-6)
-    one = data.crop_views(method, frames, data.Views(num_crops=1)).numpy()
+    center = tf.image.resize(frames[:, 3:21, 7:25], [16, 16], "nearest")
+    np.testing.assert_allclose(ten[4], method.normalize(center), atol=1e-6)
+    one = inputs.crop_views(method, frames, inputs.Views(num_crops=1)).numpy()
     np.testing.assert_allclose(one[0], method.eval_clip(frames), atol=1e-6)
     with pytest.raises(ValueError, match="--num_crops=4"):
-        data.Views(num_crops=4)
+        inputs.Views(num_crops=4)
 
 
 def test_label_fraction_is_stratified_and_seeded():
     labels = np.repeat(np.arange(5), [10, 20, 30, 3, 1])
-    chosen = data.select_fraction(labels, 0.1, seed=3)
+    chosen = inputs.select_fraction(labels, 0.1, seed=3)
     assert np.bincount(labels[chosen], minlength=5).tolist() == [1, 2, 3, 1, 1]
-    np.testing.assert_array_equal(chosen, data.select_fraction(labels, 0.1, seed=3))
-    assert not np.array_equal(data.select_fraction(labels, 0.5, seed=3), data.select_fraction(labels, 0.5, seed=4))
-    assert len(data.select_fraction(labels, 1.0, seed=0)) == len(labels)
+    np.testing.assert_array_equal(chosen, inputs.select_fraction(labels, 0.1, seed=3))
+    assert not np.array_equal(inputs.select_fraction(labels, 0.5, seed=3), inputs.select_fraction(labels, 0.5, seed=4))
+    assert len(inputs.select_fraction(labels, 1.0, seed=0)) == len(labels)
     with pytest.raises(ValueError, match="--label_fraction=0"):
-        data.select_fraction(labels, 0.0, seed=0)
+        inputs.select_fraction(labels, 0.0, seed=0)

@@ -18,10 +18,10 @@ def brute_force_recall(queries, query_labels, gallery, gallery_labels, k):
 def test_recall_at_k_matches_brute_force():
     rng = np.random.default_rng(0)
     gallery_labels = rng.integers(0, 6, size=60)
-    centres = rng.normal(size=(6, 16))
-    gallery = centres[gallery_labels] + 1.5 * rng.normal(size=(60, 16))
+    centers = rng.normal(size=(6, 16))
+    gallery = centers[gallery_labels] + 1.5 * rng.normal(size=(60, 16))
     query_labels = rng.integers(0, 6, size=25)
-    queries = 3.0 * (centres[query_labels] + 1.5 * rng.normal(size=(25, 16)))  # Scale must not matter.
+    queries = 3.0 * (centers[query_labels] + 1.5 * rng.normal(size=(25, 16)))  # Scale must not matter.
     recalls, neighbours, similarities = retrieval.retrieve(queries, query_labels, gallery, gallery_labels)
     for k in retrieval.KS:
         expected = brute_force_recall(queries, query_labels, gallery, gallery_labels, k)

@@ -67,7 +67,7 @@ class Fixture:
     """How a reference folder exercises a backbone.
 
     Attributes:
-      backbone: registry name.
+      backbone: `BACKBONES` name.
       layout: of `io.npz -> input`: "tuples" `[B, 3, C, T, H, W]` (VCOP, one backbone
         call per slot, of which we repeat the first), "blocks" `[B, N, C, SL, H, W]`
         (DPC/MemDPC, one call on the B*N blocks) or "clips" `[B, C, T, H, W]`.
@@ -241,7 +241,7 @@ def _model(name):
     return build_backbone(name, input_shape, norm=NormOptions(always_batch_stats=True))
 
 
-def test_registry_lists_every_backbone():
+def test_the_table_lists_every_backbone():
     assert set(PAPER_SHAPES) <= set(available_backbones())
 
 

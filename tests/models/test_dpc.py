@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfvssl.methods.dpc import parse_curriculum
-from tfvssl.models import dpc
+from tfvssl.models import dpc_model
 
 
 def count_trainable(model):
@@ -14,7 +14,7 @@ def count_trainable(model):
 
 
 def test_paper_size_model_has_the_reference_parameter_count():
-    model = dpc.DensePredictiveCoding(resolution=128, num_blocks=8, block_length=5, pred_step=3)
+    model = dpc_model.DensePredictiveCoding(resolution=128, num_blocks=8, block_length=5, pred_step=3)
     assert count_trainable(model.encoder.backbone) == 14_057_536
     assert count_trainable(model) == 14_583_104
 
@@ -22,7 +22,7 @@ def test_paper_size_model_has_the_reference_parameter_count():
 def tiny_model(**overrides):
     config = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2)
     config.update(overrides)
-    return dpc.DensePredictiveCoding(**config)
+    return dpc_model.DensePredictiveCoding(**config)
 
 
 def test_shapes_of_predictions_targets_and_encoder():
@@ -84,7 +84,7 @@ def test_non_finite_loss_skips_the_update():
 
 def test_config_round_trip():
     model = tiny_model(pred_step=1, gru_dropout=0.2)
-    clone = dpc.DensePredictiveCoding.from_config(model.get_config())
+    clone = dpc_model.DensePredictiveCoding.from_config(model.get_config())
     assert clone.pred_step == 1 and clone.encoder.aggregator.dropout_rate == 0.2
     assert count_trainable(clone) == count_trainable(model)
 

@@ -6,14 +6,14 @@ import pytest
 import tensorflow as tf
 
 from tfvssl import methods
-from tfvssl.models import memdpc
+from tfvssl.models import memdpc_model
 
 
 def tiny_model(**overrides):
     config = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2, mem_size=16)
     config.update(overrides)
     keras.utils.set_random_seed(0)
-    return memdpc.MemoryAugmentedDPC(**config)
+    return memdpc_model.MemoryAugmentedDPC(**config)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_unidirectional_model_has_one_aggregator():
 def test_flow_model_takes_two_channels_and_round_trips_its_config():
     model = tiny_model(channels=2, bidirectional_loss="sum")
     assert model.encoder.backbone.input_shape[-1] == 2
-    clone = memdpc.MemoryAugmentedDPC.from_config(model.get_config())
+    clone = memdpc_model.MemoryAugmentedDPC.from_config(model.get_config())
     assert clone.bidirectional_loss == "sum" and clone.memory_bank.shape == (16, 256)
     assert clone.encoder.backbone.input_shape[-1] == 2
 
@@ -139,12 +139,12 @@ def test_flow_model_takes_two_channels_and_round_trips_its_config():
 def test_fuse_streams_averages_the_probabilities():
     rgb = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
     flow = np.array([[0.1, 0.8, 0.1], [0.1, 0.7, 0.2]])
-    fused = memdpc.fuse_streams(rgb, flow)
+    fused = memdpc_model.fuse_streams(rgb, flow)
     np.testing.assert_allclose(fused, [[0.35, 0.55, 0.1], [0.15, 0.6, 0.25]])
     assert np.argmax(fused[0]) == 1  # The flow stream's confidence wins the first video.
-    np.testing.assert_allclose(memdpc.fuse_streams(tf.constant(rgb), tf.constant(flow)), fused)
+    np.testing.assert_allclose(memdpc_model.fuse_streams(tf.constant(rgb), tf.constant(flow)), fused)
     with pytest.raises(ValueError, match="shape"):
-        memdpc.fuse_streams(rgb, flow[:1])
+        memdpc_model.fuse_streams(rgb, flow[:1])
 
 
 def method(**overrides):

@@ -16,7 +16,7 @@ import tensorflow as tf
 import conftest
 from conftest import configured_method
 from tfvssl.methods import pace as pace_method
-from tfvssl.models import pace
+from tfvssl.models import pace_model
 
 LEVEL = 20  # Grey level per frame index in the coded video.
 
@@ -114,7 +114,7 @@ def numpy_contrastive(features, positives, temperature=None):
 @pytest.fixture(scope="module")
 def tiny_models():
     def build(contrastive, **kwargs):
-        return pace.PacePrediction(
+        return pace_model.PacePrediction(
             backbone="r3d", clip_length=4, resolution=16, num_paces=4, contrastive=contrastive, **kwargs
         )
 
@@ -208,7 +208,7 @@ def test_eval_clip_is_raw_0_255_and_bgr_on_request(bgr, expected):
 def test_batch_augment_jitters_every_frame_with_its_own_draw_and_keeps_0_255():
     method = make_method("--clip_length=4", "--resolution=8", "--frame_size=12,16", "--pace_color_jitter=0.8,0,0,0")
     clips = tf.fill([2, 2, 4, 8, 8, 3], tf.constant(100, tf.uint8))  # [B, K, T, R, R, 3]
-    batch = {"clips": clips, "pace": tf.constant([[0, 1], [2, 3]]), "colour_seed": tf.constant([[1, 2], [3, 4]])}
+    batch = {"clips": clips, "pace": tf.constant([[0, 1], [2, 3]]), "color_seed": tf.constant([[1, 2], [3, 4]])}
     out = method.batch_augment(batch)
     assert out["clips"].shape == clips.shape and out["clips"].dtype == tf.float32
     np.testing.assert_array_equal(out["pace"], batch["pace"])

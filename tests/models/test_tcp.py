@@ -8,7 +8,7 @@ import tensorflow as tf
 from conftest import configured_method
 from tfvssl import methods
 from tfvssl.data import records
-from tfvssl.models import tcp
+from tfvssl.models import tcp_model
 
 T, F = 4, 2
 
@@ -17,7 +17,7 @@ def tiny_model(**overrides):
     config = dict(num_segments=T, segment_length=F, channels=3, resolution=32, ar_kernel_size=(3, 1, 1))
     config.update(overrides)
     keras.utils.set_random_seed(0)
-    model = tcp.TemporalContrastivePretraining(**config)
+    model = tcp_model.TemporalContrastivePretraining(**config)
     # The predictors start at zero; give them values so that the predictions say something.
     for index, predictor in enumerate(model.predictors):
         predictor.kernel.assign(tf.random.stateless_normal(predictor.kernel.shape, [index, 0]) * 0.05)
@@ -36,7 +36,7 @@ def segments():
 
 def test_masked_convolution_equals_numpy():
     keras.utils.set_random_seed(1)
-    layer = tcp.TemporallyMaskedConv3D(3, (3, 1, 1))
+    layer = tcp_model.TemporallyMaskedConv3D(3, (3, 1, 1))
     x = tf.random.stateless_normal([2, 5, 2, 2, 4], seed=[0, 3])
     layer.build(x.shape)
     kernel, bias = layer.conv.kernel.numpy()[:, 0, 0], layer.conv.bias.numpy()
@@ -61,9 +61,9 @@ def test_aggregator_is_causal(model):
 
 
 def test_prediction_pairs_cover_every_remaining_segment():
-    steps, ahead = tcp.prediction_pairs(4)
+    steps, ahead = tcp_model.prediction_pairs(4)
     assert list(zip(steps, ahead)) == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 1)]
-    assert len(tcp.prediction_pairs(10)[0]) == 45
+    assert len(tcp_model.prediction_pairs(10)[0]) == 45
 
 
 def test_predictions_and_targets_equal_numpy(model, segments):
@@ -73,7 +73,7 @@ def test_predictions_and_targets_equal_numpy(model, segments):
     pooled = out["contexts"].numpy().mean(axis=(2, 3))
     kernels = [predictor.kernel.numpy() for predictor in model.predictors]
     expected = np.stack(
-        [pooled[:, t] @ kernels[k - 1] for t, k in zip(*tcp.prediction_pairs(T))], axis=1
+        [pooled[:, t] @ kernels[k - 1] for t, k in zip(*tcp_model.prediction_pairs(T))], axis=1
     )
     np.testing.assert_allclose(out["predictions"], expected, rtol=1e-4, atol=1e-5)
 
@@ -87,7 +87,7 @@ def test_loss_equals_numpy_with_every_segment_of_the_batch_as_candidate(segments
     keys = out["targets"].numpy().reshape(-1, 512).astype(np.float64)  # [B*T, D]
     losses, hits = [], []
     for b in range(3):
-        for pair, (t, k) in enumerate(zip(*tcp.prediction_pairs(T))):
+        for pair, (t, k) in enumerate(zip(*tcp_model.prediction_pairs(T))):
             scores = keys @ predictions[b, pair]
             positive = b * T + t + k
             losses.append(np.logaddexp.reduce(scores) - scores[positive])
@@ -99,18 +99,18 @@ def test_loss_equals_numpy_with_every_segment_of_the_batch_as_candidate(segments
 
 def test_zero_predictors_start_the_loss_at_chance(segments):
     keras.utils.set_random_seed(0)
-    model = tcp.TemporalContrastivePretraining(
+    model = tcp_model.TemporalContrastivePretraining(
         num_segments=T, segment_length=F, resolution=32, ar_kernel_size=(3, 1, 1)
     )
     loss = model.compute_pretext({"segments": segments}, training=True)["loss"]
     # Eq. 2: the sum over the 3 videos' predictions, each at chance among 3 * T candidates.
-    predictions = 3 * len(tcp.prediction_pairs(T)[0])
+    predictions = 3 * len(tcp_model.prediction_pairs(T)[0])
     assert float(loss) == pytest.approx(predictions * np.log(3 * T), rel=1e-5)
 
 
 def test_stack_frames_is_frame_major():
     segments = tf.reshape(tf.range(2 * 3 * 1 * 1 * 2), [2, 3, 1, 1, 2])  # [T, F, H, W, C]
-    stacked = tcp.stack_frames(segments).numpy()
+    stacked = tcp_model.stack_frames(segments).numpy()
     assert stacked.shape == (2, 1, 1, 6)
     np.testing.assert_array_equal(stacked[0, 0, 0], [0, 1, 2, 3, 4, 5])  # f0c0 f0c1 f1c0 ...
 
@@ -170,7 +170,7 @@ def test_train_example_stacks_segments_with_a_crop_each(video):
     assert min(differences) > 0.01  # Each segment has its own window.
 
 
-def test_rgb_segments_have_their_colours_dropped(video):
+def test_rgb_segments_have_their_colors_dropped(video):
     segments = model_input(method(), video, tf.constant([3, 4], tf.int64))
     per_channel_std = segments.reshape(T, -1, F, 3).std(axis=1).mean(axis=1)  # [T, 3]
     # One channel keeps the frame, the two others are near-constant noise.
@@ -215,9 +215,9 @@ def test_default_is_the_sum_of_eq_2_with_its_gradient_clipped():
 
 
 def test_config_round_trips_rebuild_the_same_networks(model):
-    clone = tcp.TemporalContrastivePretraining.from_config(model.get_config())
+    clone = tcp_model.TemporalContrastivePretraining.from_config(model.get_config())
     assert clone.config == model.config and len(clone.predictors) == T - 1
-    encoder = tcp.SegmentEncoder.from_config(model.build_encoder().get_config())
+    encoder = tcp_model.SegmentEncoder.from_config(model.build_encoder().get_config())
     encoder.set_weights(model.build_encoder().get_weights())
     clips = tf.random.stateless_normal([1, 5, 32, 32, 3], seed=[6, 6])
     np.testing.assert_allclose(

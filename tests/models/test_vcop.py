@@ -10,7 +10,7 @@ import tensorflow as tf
 import conftest
 from conftest import configured_method
 from tfvssl.methods.vcop import VCOP
-from tfvssl.models import vcop
+from tfvssl.models import vcop_model
 
 LEVEL = 5  # Grey level per frame index in the coded video.
 
@@ -50,7 +50,7 @@ def test_label_is_the_index_of_the_shuffled_order_and_every_order_is_equally_fre
 
 @pytest.fixture(scope="module")
 def model():
-    return vcop.ClipOrderPrediction(backbone="r3d", clip_length=4, resolution=16, tuple_length=4)
+    return vcop_model.ClipOrderPrediction(backbone="r3d", clip_length=4, resolution=16, tuple_length=4)
 
 
 def test_pairwise_head_equals_numpy(model):
@@ -93,11 +93,11 @@ def test_batchnorm_statistics_are_per_slot_unless_folded(model):
 
 
 def test_config_round_trip(model):
-    clone = vcop.ClipOrderPrediction.from_config(model.get_config())
+    clone = vcop_model.ClipOrderPrediction.from_config(model.get_config())
     assert clone.tuple_length == 4 and clone.fc8.units == 24 and not clone.fold_clips
 
 
-def test_eval_clip_resizes_centre_crops_and_scales_to_unit():
+def test_eval_clip_resizes_center_crops_and_scales_to_unit():
     method = make_method("--clip_length=2", "--resolution=8", "--frame_size=12,16")
     frames = np.zeros((2, 24, 32, 3), np.uint8)
     frames[:, :, 16:] = 255  # Right half white: after resize and centre crop, so is its right half.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.models import dpc, tcp
+from tfvssl.models import dpc_model, tcp_model
 
 SIZES = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2, gru_dropout=0.0)
 
@@ -17,7 +17,7 @@ def blocks(batch=4):
 def build(strategy, **options):
     keras.utils.set_random_seed(3)
     with strategy.scope():
-        model = dpc.DensePredictiveCoding(**SIZES, **options)
+        model = dpc_model.DensePredictiveCoding(**SIZES, **options)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
         model.optimizer.build(model.trainable_variables)
     return model
@@ -103,7 +103,7 @@ def test_temporal_cpc_sum_is_the_global_batch_sum_on_two_replicas(mirrored):
     def build_tcp(strategy):
         keras.utils.set_random_seed(3)
         with strategy.scope():
-            return tcp.TemporalContrastivePretraining(
+            return tcp_model.TemporalContrastivePretraining(
                 num_segments=4, segment_length=4, channels=3, resolution=32, ar_kernel_size=(3, 1, 1),
                 negatives="global",
             )

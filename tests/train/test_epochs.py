@@ -12,7 +12,7 @@ from absl.testing import flagsaver
 
 from tfvssl import methods  # Every method's flags, for the flagfiles.
 from tfvssl.data import records
-from tfvssl.train import flags as train_flags
+from tfvssl.train import train_flags
 from tfvssl.train import optim, trainer
 
 

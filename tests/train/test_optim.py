@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.models import dpc
+from tfvssl.models import dpc_model
 from tfvssl.train import optim
 
 
@@ -23,7 +23,7 @@ def config(**overrides):
 
 def tiny_model(weight_decay=0.0):
     keras.utils.set_random_seed(0)
-    return dpc.DensePredictiveCoding(
+    return dpc_model.DensePredictiveCoding(
         resolution=32, num_blocks=4, block_length=2, pred_step=2, gru_dropout=0.0,
         weight_decay=weight_decay,
     )

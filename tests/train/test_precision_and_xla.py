@@ -1,4 +1,4 @@
-"""Every registered method trains under mixed precision and with XLA, with finite losses.
+"""Every method of the table trains under mixed precision and with XLA, with finite losses.
 
 Each method runs once with float16 compute and loss scaling inside an XLA-compiled forward
 and backward pass (the harder of the two precisions, and one XLA compile per method: on
@@ -23,7 +23,7 @@ def float32_afterwards():
     keras.mixed_precision.set_dtype_policy("float32")
 
 
-def test_every_registered_method_has_tiny_flags():
+def test_every_method_of_the_table_has_tiny_flags():
     assert set(methods.METHODS) == set(TINY_FLAGS)
 
 

@@ -27,7 +27,7 @@ import keras
 
 from tfvssl.convert import dpc_family, vcop_pace
 from tfvssl.convert.mapping import load_torch_state_dict
-from tfvssl.models import dpc, layers
+from tfvssl.models import dpc_model, layers
 from tfvssl.train import checkpoint
 from tfvssl.workdir import CKPT_DIR, FLAGS_FILE
 
@@ -40,7 +40,7 @@ class ModelKind:
       method: the tfvssl method the workdir is a run of.
       source: the authors' class.
       backbone_prefix: the backbone's prefix in the state dict.
-      backbones: the registry backbones the authors' code can build for it.
+      backbones: the backbones (`BACKBONES`) the authors' code can build for it.
       head_dropout: for a classifier ("LC"), the dropout of its head (the authors'
         fine-tuning default); None for pretext models.
     """
@@ -86,7 +86,7 @@ _AUTHORS_SIZES = {
 
 
 def detect_backbone(kind, state_dict):
-    """The registry name of the backbone in an authors' state dict of `kind`.
+    """The `BACKBONES` name of the backbone in an authors' state dict of `kind`.
 
     Raises:
       ValueError: when no backbone of the kind's family matches.
@@ -196,7 +196,7 @@ def _linear_classifier(kind, model, state_dict):
         raise ValueError(
             f"no tensor 'final_fc.1.weight' (the classifier's last layer): not a {MODELS[kind].source} state dict"
         )
-    encoder = dpc.lc_encoder(model.encoder)
+    encoder = dpc_model.lc_encoder(model.encoder)
     num_classes = int(state_dict["final_fc.1.weight"].shape[0])
     head = layers.ClassificationHead(num_classes, dropout=MODELS[kind].head_dropout, name="head")
     directions = 2 if encoder.backward_aggregator is not None else 1
@@ -207,7 +207,7 @@ def _linear_classifier(kind, model, state_dict):
 def load(kind, model, state_dict):
     """Assigns an authors' state dict of `kind` to `model`, the method's `PretextModel`.
 
-    For the classifiers ("LC") the encoder is the LC form of `model`'s (`dpc.lc_encoder`,
+    For the classifiers ("LC") the encoder is the LC form of `model`'s (`dpc_model.lc_encoder`,
     sharing its weights) and the head is new; `model`'s prediction head and memory keep
     their initial weights.
 

@@ -86,7 +86,7 @@ def _crop(clip, top, left, height, width):
     return window
 
 
-def _centre_offset(length, crop_length):
+def _center_offset(length, crop_length):
     # Python 3's round() as in torchvision's CenterCrop: tf.round rounds half to even too.
     return tf.cast(tf.round(tf.cast(length - crop_length, tf.float32) / 2.0), tf.int32)
 
@@ -162,8 +162,8 @@ def center_crop(clip, size):
       `[T, height, width, C]`, the input dtype.
     """
     height, width = _pair(size)
-    top = _centre_offset(tf.shape(clip)[1], height)
-    left = _centre_offset(tf.shape(clip)[2], width)
+    top = _center_offset(tf.shape(clip)[1], height)
+    left = _center_offset(tf.shape(clip)[2], width)
     return _crop(clip, top, left, height, width)
 
 
@@ -412,18 +412,18 @@ def multi_crop(clip, size, num_crops):
     height, width = _pair(size)
     clip_height, clip_width = tf.shape(clip)[1], tf.shape(clip)[2]
     bottom, right = clip_height - height, clip_width - width
-    centre_top, centre_left = _centre_offset(clip_height, height), _centre_offset(clip_width, width)
+    center_top, center_left = _center_offset(clip_height, height), _center_offset(clip_width, width)
 
     if num_crops == 1:
-        corners = [(centre_top, centre_left)]
+        corners = [(center_top, center_left)]
     elif num_crops == 3:
         portrait = clip_height > clip_width
         corners = [
-            (tf.where(portrait, top, centre_top), tf.where(portrait, centre_left, left))
-            for top, left in [(0, 0), (centre_top, centre_left), (bottom, right)]
+            (tf.where(portrait, top, center_top), tf.where(portrait, center_left, left))
+            for top, left in [(0, 0), (center_top, center_left), (bottom, right)]
         ]
     else:
-        corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (centre_top, centre_left)]
+        corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (center_top, center_left)]
     crops = [_crop(clip, top, left, height, width) for top, left in corners]
     if num_crops == 10:
         crops += [tf.reverse(crop, axis=[2]) for crop in crops]
@@ -657,7 +657,7 @@ def _split_channels_where(clip, channel, apply):
     return tf.where(_per_frame(apply), tf.broadcast_to(split, tf.shape(clip)), clip)
 
 
-def frame_wise_colour(clips, seeds, grey_prob=0.0, jitter=(0.0, 0.0, 0.0, 0.0), jitter_prob=1.0):
+def frame_wise_color(clips, seeds, grey_prob=0.0, jitter=(0.0, 0.0, 0.0, 0.0), jitter_prob=1.0):
     """Per-frame channel-split grey, then per-frame colour jitter, on a batch of clips.
 
     The batched form of `random_channel_split_grey` followed by `color_jitter(per_frame=True)`

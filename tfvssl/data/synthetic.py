@@ -26,7 +26,7 @@ motion breaks once, at a random failure time between a quarter and three quarter
 video (`Failure`): the objects fall (accelerate downwards, tumbling), stop dead, or bounce
 back (reverse and come to rest). The time is recorded as `oops/t_fail` (seconds) and
 `oops/rel_t` (fraction of the duration), as `tfvssl.prepare` records real Oops videos, and
-every video lasts 3.2-30 s, so the whole Oops protocol applies (`tfvssl/data/oops.py`).
+every video lasts 3.2-30 s, so the whole Oops protocol applies (`tfvssl/data/oops_labels.py`).
 Up to the failure, an oops video is the default mode's video of the same seed.
 """
 
@@ -44,7 +44,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from tfvssl.data import oops as oops_labels
+from tfvssl.data import oops_labels
 from tfvssl.data import records
 from tfvssl.data import sources
 
@@ -343,8 +343,8 @@ def break_motion(trajectory, frame, kind):
 # in the unit disc and are asymmetric, so that rotation is visible.
 
 
-def _box(u, v, centre_u, centre_v, half_u, half_v):
-    qu, qv = np.abs(u - centre_u) - half_u, np.abs(v - centre_v) - half_v
+def _box(u, v, center_u, center_v, half_u, half_v):
+    qu, qv = np.abs(u - center_u) - half_u, np.abs(v - center_v) - half_v
     return np.hypot(np.maximum(qu, 0), np.maximum(qv, 0)) + np.minimum(np.maximum(qu, qv), 0)
 
 
@@ -429,21 +429,21 @@ def _background(rng, size, camera_x, camera_y):
         angle, frequency = rng.uniform(0, np.pi), rng.uniform(2, 6) * 2 * np.pi
         phase = frequency * (math.cos(angle) * x[:, None, :] + math.sin(angle) * y[:, :, None])
         mix = 0.5 * mix + 0.25 * (np.sin(phase + rng.uniform(0, 2 * np.pi)) + 1)
-    colours = rng.uniform(0, 255, size=(2, 3))
-    low, difference = colours[0].astype(np.float32), (colours[1] - colours[0]).astype(np.float32)
-    return low + mix[..., None] * difference, colours
+    colors = rng.uniform(0, 255, size=(2, 3))
+    low, difference = colors[0].astype(np.float32), (colors[1] - colors[0]).astype(np.float32)
+    return low + mix[..., None] * difference, colors
 
 
-def _object_colour(rng, background_colours):
+def _object_color(rng, background_colors):
     """A random colour at least `_MIN_CONTRAST` away (RGB distance) from both background
     colours, so that no object hides in the texture."""
     while True:
-        colour = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(background_colours - colour, axis=1).min() >= _MIN_CONTRAST:
-            return colour
+        color = rng.uniform(0, 255, size=3)
+        if np.linalg.norm(background_colors - color, axis=1).min() >= _MIN_CONTRAST:
+            return color
 
 
-def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, colour):
+def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color):
     """Blends one anti-aliased object into every frame, in place.
 
     Only a square window around the object is computed (every shape fits in its unit
@@ -458,15 +458,15 @@ def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, colour):
       colour: float `[3]`.
     """
     num_frames, size = frames.shape[:2]
-    centre_x = (trajectory.x - camera_x) * size
-    centre_y = (trajectory.y - camera_y) * size
+    center_x = (trajectory.x - camera_x) * size
+    center_y = (trajectory.y - camera_y) * size
     radius_pixels = radius * size * trajectory.scale
     half_window = min(int(np.ceil(radius_pixels.max())) + 1, size // 2)
     window = np.arange(-half_window, half_window)
-    columns = np.floor(centre_x).astype(np.int64)[:, None] + window  # [T, w]
-    rows = np.floor(centre_y).astype(np.int64)[:, None] + window
-    dx = (columns + 0.5 - centre_x[:, None])[:, None, :]  # [T, 1, w]
-    dy = (rows + 0.5 - centre_y[:, None])[:, :, None]  # [T, w, 1]
+    columns = np.floor(center_x).astype(np.int64)[:, None] + window  # [T, w]
+    rows = np.floor(center_y).astype(np.int64)[:, None] + window
+    dx = (columns + 0.5 - center_x[:, None])[:, None, :]  # [T, 1, w]
+    dy = (rows + 0.5 - center_y[:, None])[:, :, None]  # [T, w, 1]
     scale = radius_pixels[:, None, None]
     cos, sin = np.cos(trajectory.angle)[:, None, None], np.sin(trajectory.angle)[:, None, None]
     u = (dx * cos + dy * sin) / scale
@@ -477,7 +477,7 @@ def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, colour):
         np.arange(num_frames)[:, None, None], rows[:, :, None] % size, columns[:, None, :] % size
     )
     region = frames[index]
-    frames[index] = region + alpha * (colour.astype(np.float32) - region)
+    frames[index] = region + alpha * (color.astype(np.float32) - region)
 
 
 def render_video(config, class_index, rng, failure=None):
@@ -510,13 +510,13 @@ def render_video(config, class_index, rng, failure=None):
     draw_order = rng.permutation(len(objects))
 
     camera_x, camera_y = _camera_shake(rng, t)
-    frames, background_colours = _background(rng, size, camera_x, camera_y)
+    frames, background_colors = _background(rng, size, camera_x, camera_y)
     shape_names = list(SHAPES)
     for index in draw_order:
         trajectory, radius = objects[index]
         shape = SHAPES[shape_names[rng.integers(len(shape_names))]]
-        colour = _object_colour(rng, background_colours)
-        _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, colour)
+        color = _object_color(rng, background_colors)
+        _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color)
     return np.round(frames).astype(np.uint8)
 
 

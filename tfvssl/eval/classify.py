@@ -11,7 +11,7 @@ Both train a `Classifier` with Keras `fit` (Adam or SGD, PyTorch's coupled L2 we
 or L2-SP, step decays of the learning rate at epochs) on one random clip per labelled
 training video per epoch (`--label_fraction` for the low-label regime), augmented by the
 method's `downstream_clip`, then score the test set with the shared test-time protocol
-(`data.evaluation_dataset` and `protocol.evaluate`), writing `results.json`,
+(`inputs.evaluation_dataset` and `protocol.evaluate`), writing `results.json`,
 `metrics.jsonl` and `classifier.keras`. The clips of training and test may differ in
 length (`Method.classifier_method`: DPC's 5 blocks, temporal CPC's 8 and 15 segments), so
 the encoder is the method's own, which takes any number of blocks or segments.
@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfvssl import workdir
-from tfvssl.eval import data, exporting, protocol
+from tfvssl.eval import exporting, inputs, protocol
 from tfvssl.models import layers
 from tfvssl.train import optim, reporting
 
@@ -214,10 +214,10 @@ def run(config, frozen):
     if config.feature not in available:
         raise ValueError(f"--feature={config.feature}: the encoder outputs {', '.join(available)}")
     data_root = config.data or method.config.data
-    train_split = data.labelled_split(data_root, config.split)
-    test_split = data.labelled_split(data_root, config.test_split)
-    class_names = data.class_names(data_root, np.concatenate([train_split.labels, test_split.labels]))
-    selected = data.select_fraction(train_split.labels, config.label_fraction, config.seed)
+    train_split = inputs.labelled_split(data_root, config.split)
+    test_split = inputs.labelled_split(data_root, config.test_split)
+    class_names = inputs.class_names(data_root, np.concatenate([train_split.labels, test_split.labels]))
+    selected = inputs.select_fraction(train_split.labels, config.label_fraction, config.seed)
     logging.info(
         "%s %s from %s: %d of %d training videos, %d test videos, %d classes",
         "probing" if frozen else "fine-tuning", method.name, source, len(selected), len(train_split.labels),
@@ -228,9 +228,9 @@ def run(config, frozen):
     weight_decay = optim.coupled_weight_decay(config)
     if config.train_features == "cached":
         # The head alone learns from the frozen features of fixed clips, computed once.
-        features = data.run_views(
+        features = inputs.run_views(
             lambda clips: encoder(clips)[config.feature],
-            data.evaluation_dataset(train_split.files, train_method, config.views, config.batch_size, selected),
+            inputs.evaluation_dataset(train_split.files, train_method, config.views, config.batch_size, selected),
         )
         dataset = (
             tf.data.Dataset.from_tensor_slices((features["outputs"], features["label"]))
@@ -244,15 +244,15 @@ def run(config, frozen):
         classifier = Classifier(
             encoder, head, config.feature, weight_decay, decay_to_initial=config.weight_decay_to == "pretrained"
         )
-        dataset = data.training_dataset(
+        dataset = inputs.training_dataset(
             train_split.files, train_method, config.batch_size, config.seed, selected, config.shuffle_buffer
         )
         steps_per_epoch = max(1, len(selected) // config.batch_size)
         train(classifier, dataset, config, steps_per_epoch, config.output_dir)
 
-    views = data.run_views(
+    views = inputs.run_views(
         lambda clips: classifier(clips, training=False),
-        data.evaluation_dataset(test_split.files, test_method, config.views, config.batch_size),
+        inputs.evaluation_dataset(test_split.files, test_method, config.views, config.batch_size),
     )
     results = protocol.evaluate(
         views["outputs"], views["video"], views["clip"], views["label"], class_names, test_split.names,

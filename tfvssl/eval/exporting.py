@@ -44,7 +44,7 @@ import tensorflow as tf
 
 import tfvssl
 from tfvssl import methods  # noqa: F401  Registers tfvssl's layers and models with Keras.
-from tfvssl.eval import data
+from tfvssl.eval import inputs
 
 INFO_FILE = "export_info.json"
 KERAS_FILE = "encoder.keras"
@@ -144,18 +144,18 @@ def export_encoder(method, encoder, export_dir, extra_info=None, assert_finite=T
 
     def serve_examples(examples):
         clips = tf.map_fn(
-            lambda serialized: data.example_clip(method, serialized),
+            lambda serialized: inputs.example_clip(method, serialized),
             non_empty(tf.ensure_shape(examples, [None]), "serving_examples"),
             fn_output_signature=tf.TensorSpec(clip_shape, tf.float32),
         )
         return encode(clips)
 
-    inputs = signature_inputs(clip_shape)
+    specs = signature_inputs(clip_shape)
     archive = keras.export.ExportArchive()
     archive.track(encoder)
-    archive.add_endpoint("serving_default", serve_clips, input_signature=[inputs["serving_default"]])
-    archive.add_endpoint("serving_frames", serve_frames, input_signature=[inputs["serving_frames"]])
-    archive.add_endpoint("serving_examples", serve_examples, input_signature=[inputs["serving_examples"]])
+    archive.add_endpoint("serving_default", serve_clips, input_signature=[specs["serving_default"]])
+    archive.add_endpoint("serving_frames", serve_frames, input_signature=[specs["serving_frames"]])
+    archive.add_endpoint("serving_examples", serve_examples, input_signature=[specs["serving_examples"]])
     archive.write_out(export_dir, verbose=False)
     keras_encoder(method, encoder).save(os.path.join(export_dir, KERAS_FILE))
 
@@ -171,7 +171,7 @@ def export_encoder(method, encoder, export_dir, extra_info=None, assert_finite=T
             name: {
                 "input": spec.name, "dtype": spec.dtype.name, "shape": [-1 if d is None else d for d in spec.shape]
             }
-            for name, spec in inputs.items()
+            for name, spec in specs.items()
         },
         "outputs": {name: [-1, *spec.shape[1:]] for name, spec in sorted(outputs.items())},
         "examples_clip": (

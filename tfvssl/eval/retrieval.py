@@ -6,7 +6,7 @@ or VCOP's `conv5_maxpool` for the 3-D CNNs); or each test clip queries the train
 (`--retrieval_level=clip`, the VCOP and Pace papers), a clip's feature the mean of its
 crops'. Neighbours are ranked by cosine similarity; a query is correct at k when any of its
 k nearest training videos (clips) has its label (R@k, k = 1, 5, 10, 20, 50). The papers use
-two conventions for the clips, both available through `data.Views`:
+two conventions for the clips, both available through `inputs.Views`:
 - VCOP / Pace: 10 uniformly spaced clips per video, centre crop (`--test_clips=uniform`);
 - MemDPC: every sliding window of the clip's span (`--test_clips=windows`).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 
 from tfvssl import workdir
-from tfvssl.eval import data, exporting, protocol
+from tfvssl.eval import exporting, inputs, protocol
 
 KS = (1, 5, 10, 20, 50)
 RESULTS_FILE = "retrieval.json"
@@ -113,12 +113,12 @@ def run(config):
     data_root = config.data or method.config.data
     sets = {}
     for role, split in (
-        ("gallery", data.labelled_split(data_root, config.split)),
-        ("query", data.labelled_split(data_root, config.test_split)),
+        ("gallery", inputs.labelled_split(data_root, config.split)),
+        ("query", inputs.labelled_split(data_root, config.test_split)),
     ):
-        views = data.run_views(
+        views = inputs.run_views(
             lambda clips: encoder(clips)[config.feature],
-            data.evaluation_dataset(split.files, method, config.views, config.batch_size),
+            inputs.evaluation_dataset(split.files, method, config.views, config.batch_size),
         )
         keys = [views["video"], views["clip"]] if config.retrieval_level == "clip" else [views["video"]]
         ids, features = mean_features(views["outputs"], np.stack(keys, axis=1))
@@ -148,7 +148,7 @@ def run(config):
         "data": data_root,
         "split": config.split,
         "test_split": config.test_split,
-        "class_names": data.class_names(data_root, sets["gallery"]["labels"]),
+        "class_names": inputs.class_names(data_root, sets["gallery"]["labels"]),
     }
     path = os.path.join(config.output_dir, RESULTS_FILE)
     protocol.write_json(path, results)

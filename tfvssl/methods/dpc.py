@@ -1,12 +1,12 @@
 """DPC as the trainer sees it: its flags (shared with MemDPC), the block sampler and
-augmentations of a training example, and the `Method` (model in `tfvssl.models.dpc`)."""
+augmentations of a training example, and the `Method` (model in `tfvssl.models.dpc_model`)."""
 
 import tensorflow as tf
 from absl import flags
 
 from tfvssl.data import augment, pipeline, sampling
 from tfvssl.methods.base import Method, short_side_fraction
-from tfvssl.models.dpc import DensePredictiveCoding
+from tfvssl.models.dpc_model import DensePredictiveCoding
 from tfvssl.train import optim
 
 
@@ -70,10 +70,10 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
     Blocks of frames (`sampling.sample_blocks`), then a clip-consistent crop (a square of
     `crop_fraction` of the short side, or random-resized), nearest-neighbour resize to the
     resolution and a clip-consistent flip. The per-frame colour augmentations come after
-    batching, on the accelerator (`dpc_batch_augment`), with `colour_seed`.
+    batching, on the accelerator (`dpc_batch_augment`), with `color_seed`.
 
     Returns:
-      `{"blocks": uint8 [N, L, R, R, C], "colour_seed": int64 [2]}`.
+      `{"blocks": uint8 [N, L, R, R, C], "color_seed": int64 [2]}`.
     """
     seeds = tf.random.experimental.stateless_split(seed, 4)
     n, length, size = config.num_blocks, config.block_length, config.resolution
@@ -92,7 +92,7 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
         frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
         clip = augment.resize_nearest_and_flip(frames, size, seeds[2])
     blocks = tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
-    return {"blocks": blocks, "colour_seed": seeds[3]}
+    return {"blocks": blocks, "color_seed": seeds[3]}
 
 
 def dpc_batch_augment(config, batch, *, modality="rgb"):
@@ -103,7 +103,7 @@ def dpc_batch_augment(config, batch, *, modality="rgb"):
     other modalities are scaled to [0, 1].
 
     Args:
-      batch: `{"blocks": uint8 [B, N, L, R, R, C], "colour_seed": [B, 2]}`.
+      batch: `{"blocks": uint8 [B, N, L, R, R, C], "color_seed": [B, 2]}`.
 
     Returns:
       `{"blocks": float32 [B, N, L, R, R, C]}`.
@@ -113,7 +113,7 @@ def dpc_batch_augment(config, batch, *, modality="rgb"):
     frames = tf.reshape(blocks, tf.concat([shape[:1], [-1], shape[3:]], 0))
     if modality == "rgb":
         jitter = tuple(float(v) for v in config.color_jitter)
-        frames = augment.frame_wise_colour(frames, batch["colour_seed"], config.grey_prob, jitter)
+        frames = augment.frame_wise_color(frames, batch["color_seed"], config.grey_prob, jitter)
         frames = augment.normalize(frames, "imagenet")
     else:
         frames = augment.normalize(frames, "unit")
@@ -196,11 +196,11 @@ class DPC(Method):
         # §5.3): a random sized crop (area 0.5-1, aspect 3/4-4/3) resized to 224 (of 240),
         # the nearest resize to the resolution as in pretraining, a flip and, for RGB, colour
         # jitter (0.5, 0.5, 0.5, 0.25) on 30% of the clips, one draw for the whole clip.
-        crop_seed, flip_seed, colour_seed = sampling.split_seed(seed, 3)
+        crop_seed, flip_seed, color_seed = sampling.split_seed(seed, 3)
         clip = augment.random_resized_crop(frames, self.crop_side(frames), crop_seed)
         clip = augment.resize_nearest_and_flip(clip, self.config.resolution, flip_seed)
         if self.modalities[0] == "rgb":
-            clip = augment.color_jitter(clip, colour_seed, 0.5, 0.5, 0.5, 0.25, prob=0.3, per_frame=False)
+            clip = augment.color_jitter(clip, color_seed, 0.5, 0.5, 0.5, 0.25, prob=0.3, per_frame=False)
         return self.normalize(clip)
 
     def classifier_method(self, config, training):

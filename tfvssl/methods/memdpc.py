@@ -1,4 +1,4 @@
-"""MemDPC as the trainer sees it: its flags and `Method` (model in `tfvssl.models.memdpc`);
+"""MemDPC as the trainer sees it: its flags and `Method` (model in `tfvssl.models.memdpc_model`);
 it samples and augments as DPC."""
 
 import tensorflow as tf
@@ -6,7 +6,7 @@ from absl import flags
 
 from tfvssl.data import augment, records
 from tfvssl.methods import dpc
-from tfvssl.models.memdpc import MemoryAugmentedDPC
+from tfvssl.models.memdpc_model import MemoryAugmentedDPC
 from tfvssl.train import optim
 
 

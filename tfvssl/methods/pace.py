@@ -1,5 +1,5 @@
 """Pace prediction as the trainer sees it: its flags, the pace sampler and augmentations,
-and the `Method` (model in `tfvssl.models.pace`)."""
+and the `Method` (model in `tfvssl.models.pace_model`)."""
 
 import fractions
 
@@ -8,7 +8,7 @@ from absl import flags
 
 from tfvssl.data import augment, pipeline, sampling
 from tfvssl.methods.clip import ClipMethod
-from tfvssl.models.pace import CONTRASTIVE, PacePrediction
+from tfvssl.models.pace_model import CONTRASTIVE, PacePrediction
 from tfvssl.train import optim
 
 
@@ -161,12 +161,12 @@ class Pace(ClipMethod):
         return augment.random_flip(augment.random_crop(clip, self.config.resolution, crop_seed), flip_seed)
 
     def train_example(self, video, seed):
-        """`{"clips": uint8 [K, T, R, R, 3], "pace": [K] int32, "colour_seed": [2]}`, K =
+        """`{"clips": uint8 [K, T, R, R, 3], "pace": [K] int32, "color_seed": [2]}`, K =
         `clips_per_video()`; the per-frame colour jitter comes after batching
         (`batch_augment`)."""
         c = self.config
         num_clips = self.clips_per_video()
-        sample_seed, crop_seed, colour_seed = sampling.split_seed(seed, 3)
+        sample_seed, crop_seed, color_seed = sampling.split_seed(seed, 3)
         indices, labels = sample_pace_clips(
             video["num_frames"], c.clip_length, self.paces(), num_clips, sample_seed, c.pace_wrap
         )
@@ -174,7 +174,7 @@ class Pace(ClipMethod):
         clips = tf.reshape(frames, [num_clips, c.clip_length, *frames.shape[1:]])
         clips = augment.map_per_clip(self.crop_and_flip, clips, crop_seed)
         shape = [num_clips, c.clip_length, c.resolution, c.resolution, 3]
-        return {"clips": tf.ensure_shape(clips, shape), "pace": labels, "colour_seed": colour_seed}
+        return {"clips": tf.ensure_shape(clips, shape), "pace": labels, "color_seed": color_seed}
 
     def batch_augment(self, batch):
         """Colour jitter drawn for every frame of every clip (`pace_jitter_prob` of them),
@@ -184,7 +184,7 @@ class Pace(ClipMethod):
         shape = tf.shape(clips)
         frames = tf.reshape(clips, tf.concat([shape[:1], [-1], shape[3:]], 0))  # [B, K*T, R, R, 3]
         jitter = tuple(float(v) for v in c.pace_color_jitter)
-        frames = augment.frame_wise_colour(frames, batch["colour_seed"], jitter=jitter, jitter_prob=c.pace_jitter_prob)
+        frames = augment.frame_wise_color(frames, batch["color_seed"], jitter=jitter, jitter_prob=c.pace_jitter_prob)
         return {"clips": tf.reshape(self.normalize(frames), shape), "pace": batch["pace"]}
 
     def build_model(self, norm_options=None):

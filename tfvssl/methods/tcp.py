@@ -1,12 +1,12 @@
 """Temporal CPC as the trainer sees it: its flags, the segment sampler and augmentations,
-and the `Method` (model in `tfvssl.models.tcp`)."""
+and the `Method` (model in `tfvssl.models.tcp_model`)."""
 
 import tensorflow as tf
 from absl import flags
 
 from tfvssl.data import augment, pipeline, records, sampling
 from tfvssl.methods.base import Method, short_side_fraction
-from tfvssl.models.tcp import TemporalContrastivePretraining, TemporallyMaskedConv3D, stack_frames
+from tfvssl.models.tcp_model import TemporalContrastivePretraining, TemporallyMaskedConv3D, stack_frames
 from tfvssl.train import optim
 
 
@@ -85,10 +85,10 @@ class TemporalCPC(Method):
 
     def train_example(self, video, seed):
         """T segments, each cropped at its own random position: `{"segments": [T, F, R, R,
-        C]}` in the modality's stored dtype, and `"colour_seeds": [T, 2]`, one per segment;
+        C]}` in the modality's stored dtype, and `"color_seeds": [T, 2]`, one per segment;
         colour dropping, scaling and stacking come after batching (`batch_augment`)."""
         c = self.config
-        sample_seed, crop_seed, colour_seed = sampling.split_seed(seed, 3)
+        sample_seed, crop_seed, color_seed = sampling.split_seed(seed, 3)
         num_segments, length, size = c.num_segments, c.segment_length, c.resolution
         indices = sampling.sample_segments(video["num_frames"], num_segments, length, sample_seed)
         frames = pipeline.decode_frames(video[c.modality], tf.reshape(indices, [-1]), c.modality)
@@ -101,7 +101,7 @@ class TemporalCPC(Method):
         segments = augment.map_per_clip(crop_segment, segments, crop_seed)
         return {
             "segments": tf.ensure_shape(segments, [num_segments, length, size, size, self.channels()]),
-            "colour_seeds": tf.random.experimental.stateless_split(colour_seed, num_segments),
+            "color_seeds": tf.random.experimental.stateless_split(color_seed, num_segments),
         }
 
     def batch_augment(self, batch):
@@ -113,7 +113,7 @@ class TemporalCPC(Method):
             shape = tf.shape(segments)
             dropped = augment.color_drop(
                 tf.reshape(segments, tf.concat([[-1], shape[2:]], 0)),
-                tf.reshape(batch["colour_seeds"], [-1, 2]), self.config.color_drop_prob,
+                tf.reshape(batch["color_seeds"], [-1, 2]), self.config.color_drop_prob,
             )
             segments = tf.ensure_shape(tf.reshape(dropped, shape), segments.shape)
         return {"segments": stack_frames(normalize_frames(segments, self.config.modality))}

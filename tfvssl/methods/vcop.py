@@ -1,12 +1,12 @@
 """VCOP as the trainer sees it: its flags, the tuple sampler and the `Method` (model in
-`tfvssl.models.vcop`)."""
+`tfvssl.models.vcop_model`)."""
 
 import tensorflow as tf
 from absl import flags
 
 from tfvssl.data import augment, pipeline, sampling
 from tfvssl.methods.clip import ClipMethod
-from tfvssl.models.vcop import ClipOrderPrediction
+from tfvssl.models.vcop_model import ClipOrderPrediction
 from tfvssl.train import optim
 
 

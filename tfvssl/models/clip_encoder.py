@@ -16,7 +16,7 @@ def build_clip_encoder(backbone, input_shape, norm, name="encoder"):
     """A backbone with its stage features globally average-pooled.
 
     Args:
-      backbone: registry name (`c3d`, `r3d`, `r21d`, `s3dg`, ...).
+      backbone: `BACKBONES` name (`c3d`, `r3d`, `r21d`, `s3dg`, ...).
       input_shape: `(T, H, W, C)` of one clip.
       norm: `layers.NormOptions` of the backbone's BatchNorm layers.
       name: model name.

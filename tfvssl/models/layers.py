@@ -406,14 +406,6 @@ class ConvGRU(keras.layers.Layer):
             outputs.append(state)
         return tf.stack(outputs, axis=1), state
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            hidden_size=self.hidden_size, kernel_size=self.kernel_size, dropout=self.dropout_rate,
-            gain=self.gain,
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable("tfvssl")
 class PredictionHead(keras.layers.Layer):
@@ -433,11 +425,6 @@ class PredictionHead(keras.layers.Layer):
 
     def call(self, x):
         return self.conv2(tf.nn.relu(self.conv0(x)))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(hidden_size=self.hidden_size, output_size=self.output_size, gain=self.gain)
-        return config
 
 
 @keras.saving.register_keras_serializable("tfvssl")
@@ -477,11 +464,3 @@ class ClassificationHead(keras.layers.Layer):
         if self.norm is not None:
             x = self.norm(x, training=training)
         return self.dense(self.dropout(x, training=training))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_classes=self.num_classes, dropout=self.dropout_rate, batch_norm=self.batch_norm,
-            orthogonal_init=self.orthogonal_init,
-        )
-        return config

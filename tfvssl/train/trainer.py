@@ -210,7 +210,7 @@ def train(method, config, workdir, strategy=None):
 
     Args:
       method: a `tfvssl.methods.Method`, already validated.
-      config: the resolved configuration (`tfvssl.train.flags.resolve_config`).
+      config: the resolved configuration (`tfvssl.train.train_flags.resolve_config`).
       workdir: output directory (`ckpt/`, `tensorboard/`, `metrics.jsonl`).
       strategy: a tf.distribute strategy (default: from `config.strategy`).
     """

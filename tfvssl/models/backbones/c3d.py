@@ -36,8 +36,7 @@ def c3d(input_shape, *, norm=layers.NormOptions(), name=None):
 
     Args:
       input_shape: `(T, H, W, C)`, any of T, H, W may be None.
-      norm: how the BatchNorm layers are built.
-      name: model name (default "c3d").
+      norm, name: how the BatchNorm layers are built; the model's name (default "c3d").
 
     Returns:
       A functional model from `[B, T, H, W, C]` float clips to

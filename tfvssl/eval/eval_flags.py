@@ -1,6 +1,6 @@
 """Flags of `tfvssl.probe`, `tfvssl.finetune` and `tfvssl.retrieve`.
 
-The entry points also use the pretraining flags of the same meaning (`tfvssl.train.flags`):
+The entry points also use the pretraining flags of the same meaning (`tfvssl.train.train_flags`):
 `--data` (default: the data the encoder was pretrained on, e.g. the embedded dataset),
 `--split`, `--batch_size`, `--optimizer`, `--lr`, `--momentum`, `--weight_decay`
 (PyTorch's coupled L2, as in the papers' code), `--lr_decay_factor`, `--seed` and
@@ -11,8 +11,8 @@ value), as in pretraining.
 from absl import app, flags
 
 from tfvssl import cli
-from tfvssl.eval import data
-from tfvssl.train import flags as train_flags
+from tfvssl.eval import inputs
+from tfvssl.train import train_flags
 
 # ---- Encoder and outputs ---------------------------------------------------------------------
 flags.DEFINE_string(
@@ -113,7 +113,7 @@ def resolve(flag_values, recipe_holder):
       recipe_holder: a class with a `recipe` dict (`classify.LinearProbe`, ...).
 
     Returns:
-      A namespace of every flag's value, plus `views` (a `data.Views`) and
+      A namespace of every flag's value, plus `views` (a `inputs.Views`) and
       `lr_decay_epochs` as ints.
 
     Raises:
@@ -134,7 +134,7 @@ def resolve(flag_values, recipe_holder):
         config.classifier_segments = []
     if len(config.classifier_segments) != 2 or min(config.classifier_segments) < 1:
         raise ValueError(f"--classifier_segments={segments}: needs two positive integers, train,test")
-    config.views = data.Views(
+    config.views = inputs.Views(
         test_clips=config.test_clips, num_clips=config.num_clips, window_stride=config.window_stride,
         num_crops=config.num_crops, crop_fraction=config.test_crop_fraction,
     )

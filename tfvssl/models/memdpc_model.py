@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfvssl import losses
-from tfvssl.models import dpc, layers
+from tfvssl.models import dpc_model, layers
 from tfvssl.models.pretext import PretextModel, check_choice
 
 DIRECTIONS = ("forward", "backward")
@@ -36,7 +36,7 @@ class MemoryAugmentedDPC(PretextModel):
     0.1 and zero biases, the memory standard normal; BatchNorm keeps running statistics.
 
     Args:
-      backbone: registry name of the 2D3D ResNet.
+      backbone: `BACKBONES` name of the 2D3D ResNet.
       num_blocks, block_length, resolution, channels: the input `[N, L, R, R, C]`.
       pred_step: P, the number of blocks predicted in each direction.
       mem_size: k, the entries of the memory.
@@ -63,7 +63,7 @@ class MemoryAugmentedDPC(PretextModel):
         self.bidirectional_loss = bidirectional_loss
         self.directions = DIRECTIONS if bidirectional else DIRECTIONS[:1]
         norm = layers.NormOptions(always_batch_stats=batch_stats_bn, synchronized=sync_bn)
-        self.encoder = dpc.build_block_encoder(
+        self.encoder = dpc_model.build_block_encoder(
             backbone, block_length, resolution, channels=channels, norm=norm, gru_dropout=gru_dropout,
             gru_gain=0.1, aggregator_names=("agg_f", "agg_b") if bidirectional else ("agg_f",),
         )
@@ -106,7 +106,7 @@ class MemoryAugmentedDPC(PretextModel):
         outputs = {"features": features}
         for direction in self.directions:
             sequence = features if direction == "forward" else tf.reverse(features, axis=[1])
-            predictions, states = dpc.roll_out(
+            predictions, states = dpc_model.roll_out(
                 self.aggregator(direction), self.read_memory, sequence[:, :observed], self.pred_step, training
             )
             outputs[f"predictions_{direction}"] = predictions
@@ -141,7 +141,7 @@ class MemoryAugmentedDPC(PretextModel):
         # The downstream classifiers' encoder (DPC's "LC" order: ReLU before the temporal
         # pooling), sharing these weights: the embedding is the forward context's spatial
         # mean, concatenated with the backward one's when bidirectional (512-d with R18).
-        return dpc.lc_encoder(self.encoder)
+        return dpc_model.lc_encoder(self.encoder)
 
 
 

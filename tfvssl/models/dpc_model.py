@@ -130,7 +130,7 @@ def build_block_encoder(
     backward) 1x1 ConvGRU of the backbone's width, orthogonally initialised with `gru_gain`.
 
     Args:
-      backbone: registry name of the 2D3D ResNet.
+      backbone: `BACKBONES` name of the 2D3D ResNet.
       block_length, resolution, channels: one block is `[L, R, R, C]`.
       norm: the backbone's BatchNorm options.
       gru_dropout: dropout on the GRUs' carried state.
@@ -179,7 +179,7 @@ class DensePredictiveCoding(PretextModel):
     """The DPC pretext model: `data = {"blocks": [B, N, L, H, W, 3]}`.
 
     Args:
-      backbone: registry name of the 2D3D ResNet.
+      backbone: `BACKBONES` name of the 2D3D ResNet.
       num_blocks, block_length, resolution: the input `[N, L, H=W=resolution]`.
       pred_step: P, the number of future blocks predicted.
       gru_dropout: dropout on the GRU's carried state.

@@ -75,11 +75,11 @@ def tsne(features, labels, class_names, path, seed=0, title=""):
         n_components=2, perplexity=min(30.0, max(1.0, (len(features) - 1) / 3)), init="pca", random_state=seed
     ).fit_transform(np.asarray(features, np.float64))
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
-    colours = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
+    colors = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
     for index, name in enumerate(class_names):
         members = np.asarray(labels) == index
         if members.any():
-            axis.scatter(*points[members].T, s=14, color=colours(index % colours.N), label=name)
+            axis.scatter(*points[members].T, s=14, color=colors(index % colors.N), label=name)
     axis.legend(fontsize=7, markerscale=1.5, loc="best")
     axis.set_xticks([])
     axis.set_yticks([])
@@ -151,8 +151,8 @@ def confusion_matrix(matrix, class_names, path, title=""):
     if len(class_names) <= 20:
         for (true, predicted), count in np.ndenumerate(matrix):
             if count:
-                colour = "white" if rates[true, predicted] > 0.5 else "black"
-                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=colour)
+                color = "white" if rates[true, predicted] > 0.5 else "black"
+                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=color)
     _save(figure, path, title or "confusion matrix (video level)")
 
 
@@ -168,14 +168,14 @@ def oops_timelines(videos, class_names, path, title=""):
       path: the PNG to write.
       title: figure title.
     """
-    colours = ("tab:green", "tab:orange", "tab:red")
+    colors = ("tab:green", "tab:orange", "tab:red")
     figure, axes = plt.subplots(len(videos), 1, figsize=(8, 2.3 * len(videos)), squeeze=False)
     for axis, video in zip(axes[:, 0], videos):
-        centres = (np.asarray(video["clip_start"]) + np.asarray(video["clip_end"])) / 2
+        centers = (np.asarray(video["clip_start"]) + np.asarray(video["clip_end"])) / 2
         probabilities = np.asarray(video["probabilities"])
         for index, name in enumerate(class_names):
-            axis.plot(centres, probabilities[:, index], color=colours[index], label=name)
-        axis.scatter(centres, np.full(len(centres), -0.1), c=[colours[label] for label in video["labels"]],
+            axis.plot(centers, probabilities[:, index], color=colors[index], label=name)
+        axis.scatter(centers, np.full(len(centers), -0.1), c=[colors[label] for label in video["labels"]],
                      marker="s", s=10, label="true label")
         axis.axvline(video["t_fail"], color="black", linestyle="--", label="failure time")
         axis.set_ylim(-0.18, 1.35)  # Room for the legend above the curves.
@@ -198,7 +198,7 @@ def _save(figure, path, title):
 def _retrieval_pictures(directory, out_prefix, num_queries=5, num_neighbours=3):
     """t-SNE, similarity histograms and the retrieval grid of one `tfvssl.retrieve` output."""
     from tfvssl.data import records
-    from tfvssl.eval import data
+    from tfvssl.eval import inputs
 
     results = protocol.read_json(os.path.join(directory, retrieval.RESULTS_FILE))
     arrays = np.load(os.path.join(directory, retrieval.FEATURES_FILE))
@@ -211,10 +211,10 @@ def _retrieval_pictures(directory, out_prefix, num_queries=5, num_neighbours=3):
         first_of_class.setdefault(int(label), row)
     rows = sorted(first_of_class.values())[:num_queries]
     neighbours = arrays["neighbours"][rows, :num_neighbours]
-    query_frames = data.read_frames(
+    query_frames = inputs.read_frames(
         records.list_shards(results["data"], results["test_split"]), arrays["query_videos"][rows]
     )
-    gallery_frames = data.read_frames(
+    gallery_frames = inputs.read_frames(
         records.list_shards(results["data"], results["split"]), arrays["gallery_videos"][neighbours.ravel()]
     )
     queries, found = [], []

@@ -79,7 +79,7 @@ class PacePrediction(PretextModel):
     otherwise. All B*K clips are classified; the contrastive term compares them all.
 
     Args:
-      backbone: registry name (`c3d`, `r3d`, `r3d18`, `r21d`, `s3dg`, ...).
+      backbone: `BACKBONES` name (`c3d`, `r3d`, `r3d18`, `r21d`, `s3dg`, ...).
       clip_length, resolution: one clip is `[clip_length, resolution, resolution, 3]`.
       num_paces: pace classes.
       contrastive: one of `CONTRASTIVE`.

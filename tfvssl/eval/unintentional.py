@@ -1,7 +1,7 @@
 """Unintentional action classification on Oops (Epstein et al. 2020; MemDPC §5.7, appendix B).
 
 Every clip of a video (1 s, one every 0.25 s; labels, validity filter and oversampling as the
-Oops authors: `tfvssl.data.oops`) is classified as intentional, transitional or
+Oops authors: `tfvssl.data.oops_labels`) is classified as intentional, transitional or
 unintentional, by one of two classifiers:
 
 - `PredictiveClassifier` (`--classifier=predictive`, MemDPC appendix B): the input is a
@@ -22,13 +22,13 @@ in inference, BatchNorm on moving statistics, and only xi trains, on features co
 method's classifier training transform (`Method.downstream_clip`; MemDPC: a random sized
 crop, flip and colour jitter), one draw per window, as the authors' clip-consistent crops.
 
-Training windows: each epoch, every video gives the windows of its `oops.training_windows`
+Training windows: each epoch, every video gives the windows of its `oops_labels.training_windows`
 (at most 10 clips drawn from its oversampled clip list, each at a random step of its
 window). The loss is on the drawn clips' steps, which follow the authors' class ratios, as
 the appendix's oversampling intends (`--window_loss=every_step` trains on every step of a
 window, the others following their video's transitional-poor mix; steps past the video's
 end never carry a loss). Each step's frames are the encoder's pretraining sampling of the
-clip: its block length at its frame stride (`oops.step_frames`). Test: every clip of every
+clip: its block length at its frame stride (`oops_labels.step_frames`). Test: every clip of every
 valid test video; a window starts at every clip and each clip's probabilities are the mean
 softmax over the window steps that hold it (the paper's "temporal moving window", then
 "summarize the prediction"). Reported: clip-level accuracy, per class and overall, the
@@ -45,9 +45,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfvssl.data import oops, pipeline, records
+from tfvssl.data import oops_labels, pipeline, records
 from tfvssl import workdir
-from tfvssl.eval import classify, data, exporting, plots, protocol
+from tfvssl.eval import classify, exporting, figures, inputs, protocol
 from tfvssl.train import checkpoint, optim
 
 RESULTS_FILE = "oops_results.json"
@@ -97,9 +97,9 @@ class Videos:
 
 @tf.function
 def _labelled_clips(num_frames, fps, t_fail):
-    """`(labels, starts, ends)` of a video's clips (`oops.clip_grid`, `oops.clip_labels`)."""
-    grid = oops.clip_grid(num_frames, fps)
-    return oops.clip_labels(grid["start"], grid["end"], t_fail), grid["start"], grid["end"]
+    """`(labels, starts, ends)` of a video's clips (`oops_labels.clip_grid`, `oops_labels.clip_labels`)."""
+    grid = oops_labels.clip_grid(num_frames, fps)
+    return oops_labels.clip_labels(grid["start"], grid["end"], t_fail), grid["start"], grid["end"]
 
 
 def annotation_key(filename):
@@ -114,7 +114,7 @@ def read_videos(data_root, split, annotations=None):
       data_root: `--data`.
       split: split name.
       annotations: optional `transition_times.json` contents: the filter is then the
-        authors' exactly (`oops.annotation_is_valid`, videos without an entry dropped);
+        authors' exactly (`oops_labels.annotation_is_valid`, videos without an entry dropped);
         without it, the same thresholds on the record's `t_fail`, `rel_t` and duration.
 
     Raises:
@@ -127,9 +127,9 @@ def read_videos(data_root, split, annotations=None):
         name = video["filename"].numpy().decode()
         if annotations is not None:
             annotation = annotations.get(annotation_key(name))
-            valid = annotation is not None and oops.annotation_is_valid(annotation)
+            valid = annotation is not None and oops_labels.annotation_is_valid(annotation)
         else:
-            valid = bool(oops.is_valid(
+            valid = bool(oops_labels.is_valid(
                 float(video["t_fail"]), float(video["rel_t"]), int(video["num_frames"]) / float(video["fps"])
             ))
         # The labels as the input pipelines compute them, from the record's float32 values.
@@ -303,7 +303,7 @@ def build_classifier(config, method, source):
       `clip_frame_stride()`.
     """
     frozen = not config.finetune
-    head = classify.build_head(config.head, len(oops.CLASS_NAMES), config.head_dropout, config.head_hidden)
+    head = classify.build_head(config.head, len(oops_labels.CLASS_NAMES), config.head_dropout, config.head_hidden)
     weight_decay = optim.coupled_weight_decay(config)
     if config.classifier == "predictive":
         keras.utils.set_random_seed(method.config.seed)
@@ -328,9 +328,9 @@ def build_classifier(config, method, source):
 def _video_clips(video, method, frames_per_step, borders):
     """Shared by both inputs: a parsed record's clip frame indices `[K, T]` (at the method's
     pretraining stride), its clip labels `[K]` and its letterbox borders."""
-    grid = oops.clip_grid(video["num_frames"], video["fps"])
-    labels = oops.clip_labels(grid["start"], grid["end"], video["t_fail"])
-    frames = oops.step_frames(grid["frames"], frames_per_step, method.clip_frame_stride(), video["num_frames"])
+    grid = oops_labels.clip_grid(video["num_frames"], video["fps"])
+    labels = oops_labels.clip_labels(grid["start"], grid["end"], video["t_fail"])
+    frames = oops_labels.step_frames(grid["frames"], frames_per_step, method.clip_frame_stride(), video["num_frames"])
     return frames, labels, borders(video["filename"])
 
 
@@ -349,12 +349,12 @@ def clip_dataset(videos, method, frames_per_step, batch_size, borders):
 
         def one_clip(clip, clip_indices):
             frames = pipeline.decode_frames(video[modality], clip_indices, modality)
-            frames = oops.trim_borders(frames, left, right)
+            frames = oops_labels.trim_borders(frames, left, right)
             return {"clips": method.eval_clip(frames), "video": index, "clip": clip, "label": labels[clip]}
 
         return tf.data.Dataset.from_tensor_slices((tf.range(tf.shape(indices)[0]), indices)).map(one_clip)
 
-    dataset = data.indexed_records(videos.files, videos.positions).map(lambda position, record: record)
+    dataset = inputs.indexed_records(videos.files, videos.positions).map(lambda position, record: record)
     dataset = dataset.enumerate().interleave(video_clips, cycle_length=4, num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
 
@@ -366,15 +366,15 @@ def _as_examples(inputs, labels):
 
 def _window_seeds(seed, offset, num_videos):
     """`(pool_seed, epoch_seed)` of the element at `offset` of the repeated training videos:
-    its video's for the whole training (`oops.training_clips`) and its epoch's."""
+    its video's for the whole training (`oops_labels.training_clips`) and its epoch's."""
     video, epoch = offset % num_videos, offset // num_videos
     return pipeline.element_seed(seed, 0, video), pipeline.element_seed(seed, epoch + 1, video)
 
 
 def _training_windows(labels, num_steps, pool_seed, seed, config):
-    """`oops.training_windows` with `--clips_per_video` and `--window_loss`."""
+    """`oops_labels.training_windows` with `--clips_per_video` and `--window_loss`."""
     every_step = config.window_loss == "every_step"
-    return oops.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video, every_step)
+    return oops_labels.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video, every_step)
 
 
 def augmented_windows(videos, method, frames_per_step, num_steps, config, borders):
@@ -397,7 +397,7 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
 
         def one_window(window, frame_indices, window_labels):
             frames = pipeline.decode_frames(video[modality], tf.reshape(frame_indices, [-1]), modality)
-            frames = oops.trim_borders(frames, left, right)
+            frames = oops_labels.trim_borders(frames, left, right)
             fold_in = tf.random.experimental.stateless_fold_in
             clip = method.downstream_clip(frames, fold_in(clip_seed, window))
             shape = tf.concat([[num_steps, frames_per_step], tf.shape(clip)[1:]], 0)
@@ -406,7 +406,7 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
         numbers = tf.range(tf.shape(clips)[0])
         return tf.data.Dataset.from_tensor_slices((numbers, frame_indices, window_labels)).map(one_window)
 
-    dataset = data.indexed_records(videos.files, videos.positions).map(lambda position, record: record)
+    dataset = inputs.indexed_records(videos.files, videos.positions).map(lambda position, record: record)
     dataset = dataset.repeat().enumerate()
     dataset = dataset.interleave(video_windows, cycle_length=4, num_parallel_calls=AUTOTUNE)
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed).map(_as_examples)
@@ -447,14 +447,14 @@ def windows_per_epoch(videos, clips_per_video):
     """Training windows an epoch holds: per video, min(clips_per_video, oversampled clips)."""
     total = 0
     for labels in videos.labels:
-        pool = int(np.sum(oops.oversampled_counts(np.bincount(labels, minlength=3))))
+        pool = int(np.sum(oops_labels.oversampled_counts(np.bincount(labels, minlength=3))))
         total += min(clips_per_video, pool)
     return total
 
 
 def compute_clip_features(classifier, videos, method, frames_per_step, batch_size, borders):
     """Per video, float32 `[K, ...]` features of its clips, in clip order."""
-    views = data.run_views(
+    views = inputs.run_views(
         lambda clips: classifier.clip_features(clips, training=False),
         clip_dataset(videos, method, frames_per_step, batch_size, borders),
     )
@@ -480,7 +480,7 @@ def clip_probabilities(classifier, features, num_steps):
     probabilities = []
     for video_features in features:
         num_clips = len(video_features)
-        clips = oops.window_clips(tf.range(num_clips), num_clips, num_steps).numpy()  # [K, S]
+        clips = oops_labels.window_clips(tf.range(num_clips), num_clips, num_steps).numpy()  # [K, S]
         logits = step_logits(tf.gather(video_features, np.maximum(clips, 0))).numpy()
         valid = clips >= 0
         _, means = protocol.aggregate(logits[valid], clips[valid], "softmax")
@@ -514,9 +514,9 @@ def evaluate(videos, probabilities, time_prior):
     time prior (`time_prior_accuracy`), and per video the clips' times, labels
     and probabilities."""
     labels = np.concatenate(videos.labels)
-    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, list(oops.CLASS_NAMES))
+    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, list(oops_labels.CLASS_NAMES))
     return {
-        "class_names": list(oops.CLASS_NAMES),
+        "class_names": list(oops_labels.CLASS_NAMES),
         "num_videos": len(videos.names),
         "num_clips": len(labels),
         "clip_level": {
@@ -599,11 +599,11 @@ def run(config):
     path = os.path.join(config.output_dir, RESULTS_FILE)
     protocol.write_json(path, results)
     plots_dir = os.path.join(config.output_dir, workdir.PLOTS_DIR)
-    plots.confusion_matrix(
+    figures.confusion_matrix(
         results["clip_level"]["confusion_matrix"], results["class_names"],
         os.path.join(plots_dir, "confusion_matrix.png"), title="confusion matrix (clips)",
     )
     timelines = results["videos"][: config.num_timelines]
-    plots.oops_timelines(timelines, results["class_names"], os.path.join(plots_dir, "timeline.png"))
+    figures.oops_timelines(timelines, results["class_names"], os.path.join(plots_dir, "timeline.png"))
     logging.info("%s", summary(results))
     return path

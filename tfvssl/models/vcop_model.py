@@ -41,7 +41,7 @@ class ClipOrderPrediction(PretextModel):
     """The VCOP pretext model: `data = {"tuple": [B, n, T, H, W, 3], "label": [B]}`.
 
     Args:
-      backbone: registry name of the 3-D CNN (`c3d`, `r3d`, `r21d`).
+      backbone: `BACKBONES` name of the 3-D CNN (`c3d`, `r3d`, `r21d`).
       clip_length, resolution: one clip is `[clip_length, resolution, resolution, 3]`.
       tuple_length: n, clips per tuple (2 to 5).
       fold_clips: one backbone call for all B*n clips instead of one per slot.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.data import oops
+from tfvssl.data import oops_labels
 
 
 def authors_keep(annotation):
@@ -71,7 +71,7 @@ def authors_added(counts):
 ])
 def test_validity_filter_on_hand_made_annotations(annotation, kept):
     assert authors_keep(annotation) == kept
-    assert oops.annotation_is_valid(annotation) == kept
+    assert oops_labels.annotation_is_valid(annotation) == kept
 
 
 def test_validity_filter_drops_exactly_what_the_authors_drop():
@@ -83,7 +83,7 @@ def test_validity_filter_drops_exactly_what_the_authors_drop():
         rel_t = [t / duration if t >= 0 else -1.0 for t in times]
         annotations.append({"t": times, "rel_t": rel_t, "len": duration})
 
-    ours = [oops.annotation_is_valid(a) for a in annotations]
+    ours = [oops_labels.annotation_is_valid(a) for a in annotations]
     theirs = [authors_keep(a) for a in annotations]
 
     assert ours == theirs
@@ -91,7 +91,7 @@ def test_validity_filter_drops_exactly_what_the_authors_drop():
 
 
 def test_validity_filter_on_tensors():
-    kept = oops.is_valid(
+    kept = oops_labels.is_valid(
         tf.constant([1.0, -1.0, 1.0, 1.0]), tf.constant([0.5, 0.5, 0.995, 0.5]), tf.constant([10.0, 10.0, 10.0, 40.0])
     )
 
@@ -102,7 +102,7 @@ def test_validity_filter_on_tensors():
 
 
 def test_clip_grid_at_16_fps_is_16_frames_every_4():
-    grid = oops.clip_grid(64, 16.0)
+    grid = oops_labels.clip_grid(64, 16.0)
 
     assert grid["frames"].shape == (13, 16)  # (64 - 16) // 4 + 1
     np.testing.assert_array_equal(grid["frames"][0], np.arange(16))
@@ -112,15 +112,15 @@ def test_clip_grid_at_16_fps_is_16_frames_every_4():
 
 
 def test_clip_grid_resamples_other_frame_rates_as_torchvision():
-    grid = oops.clip_grid(128, 25.0)  # floor(128 * 16 / 25) = 81 resampled frames.
+    grid = oops_labels.clip_grid(128, 25.0)  # floor(128 * 16 / 25) = 81 resampled frames.
 
     assert grid["frames"].shape == (17, 16)
     # Resampled frame r is source frame floor(r * 25 / 16).
     np.testing.assert_array_equal(grid["frames"][1], np.floor(np.arange(4, 20) * 25 / 16).astype(int))
     np.testing.assert_allclose(grid["start"][1], 6 / 25)
     np.testing.assert_allclose(grid["end"][1], 29 / 25)
-    assert oops.clip_grid(64, 32.0)["frames"][1, :3].numpy().tolist() == [8, 10, 12]
-    assert oops.clip_grid(15, 16.0)["frames"].shape == (0, 16)  # Shorter than a clip.
+    assert oops_labels.clip_grid(64, 32.0)["frames"][1, :3].numpy().tolist() == [8, 10, 12]
+    assert oops_labels.clip_grid(15, 16.0)["frames"].shape == (0, 16)  # Shorter than a clip.
 
 
 @pytest.mark.parametrize("t_fail, expected", [
@@ -131,9 +131,9 @@ def test_clip_grid_resamples_other_frame_rates_as_torchvision():
     (3.0, [0, 0, 0, 0, 0, 0, 0, 0]),  # After the last clip ends (8 clips: 2.69 s).
 ])
 def test_labels_from_the_failure_time_at_the_boundaries(t_fail, expected):
-    grid = oops.clip_grid(44, 16.0)  # 8 clips.
+    grid = oops_labels.clip_grid(44, 16.0)  # 8 clips.
 
-    labels = oops.clip_labels(grid["start"], grid["end"], t_fail)
+    labels = oops_labels.clip_labels(grid["start"], grid["end"], t_fail)
 
     assert labels.numpy().tolist() == expected
     assert expected == authors_labels(grid["start"].numpy(), grid["end"].numpy(), t_fail)
@@ -144,10 +144,10 @@ def test_labels_match_the_authors_index_ranges_on_random_videos():
     for _ in range(200):
         fps = float(rng.choice([16.0, 25.0, 29.97, 30.0, 12.0]))
         num_frames = int(rng.integers(20, 400))
-        grid = oops.clip_grid(num_frames, fps)
+        grid = oops_labels.clip_grid(num_frames, fps)
         t_fail = float(rng.uniform(0, num_frames / fps))
 
-        ours = oops.clip_labels(grid["start"], grid["end"], t_fail).numpy().tolist()
+        ours = oops_labels.clip_labels(grid["start"], grid["end"], t_fail).numpy().tolist()
 
         assert ours == authors_labels(grid["start"].numpy(), grid["end"].numpy(), t_fail)
 
@@ -157,10 +157,10 @@ def test_step_frames_are_a_pretraining_block_from_the_clip_start():
 
     # MemDPC's blocks, 5 frames 3 apart: 0.6 s of the 25 fps video, not 5 of the 16 spread
     # over the clip's second.
-    assert oops.step_frames(clip, 5, 3, 1000).numpy().tolist() == [[100, 103, 106, 109, 112]]
-    assert oops.step_frames(clip, 4, 6, 1000).numpy().tolist() == [[100, 106, 112, 118]]
-    assert oops.step_frames(clip, 16, 1, 1000).numpy().tolist() == [list(range(100, 116))]
-    assert oops.step_frames(clip, 4, 6, 110).numpy().tolist() == [[100, 106, 109, 109]]  # Video end.
+    assert oops_labels.step_frames(clip, 5, 3, 1000).numpy().tolist() == [[100, 103, 106, 109, 112]]
+    assert oops_labels.step_frames(clip, 4, 6, 1000).numpy().tolist() == [[100, 106, 112, 118]]
+    assert oops_labels.step_frames(clip, 16, 1, 1000).numpy().tolist() == [list(range(100, 116))]
+    assert oops_labels.step_frames(clip, 4, 6, 110).numpy().tolist() == [[100, 106, 109, 109]]  # Video end.
 
 
 # ---- Oversampling ---------------------------------------------------------------------------------
@@ -175,13 +175,13 @@ def test_step_frames_are_a_pretraining_block_from_the_clip_start():
     ((4, 4, 3), (4, 4, 4)),  # round(4 * 0.93) = 4 = the count: label 1 unchanged.
 ])
 def test_oversampled_counts_on_hand_made_videos(counts, expected):
-    assert tuple(oops.oversampled_counts(counts).numpy()) == expected
+    assert tuple(oops_labels.oversampled_counts(counts).numpy()) == expected
     assert tuple(np.add(counts, authors_added(counts))) == expected
 
 
 def test_oversampled_counts_match_the_authors_expression():
     rng = np.random.default_rng(2)
-    oversampled_counts = tf.function(oops.oversampled_counts)
+    oversampled_counts = tf.function(oops_labels.oversampled_counts)
     for counts in rng.integers(0, 60, size=(2000, 3)):
         counts = [int(c) for c in counts]
         ours = oversampled_counts(tf.constant(counts)).numpy().tolist()
@@ -191,13 +191,13 @@ def test_oversampled_counts_match_the_authors_expression():
 def test_oversample_duplicates_each_label_cycling_through_its_clips():
     labels = tf.constant([0] * 6 + [1] * 2 + [2] * 10)
 
-    pool = oops.oversample(labels, tf.constant([3, 4])).numpy()
+    pool = oops_labels.oversample(labels, tf.constant([3, 4])).numpy()
 
     np.testing.assert_array_equal(pool[:18], np.arange(18))  # The clips themselves first.
     assert np.bincount(labels.numpy()[pool], minlength=3).tolist() == [10, 9, 10]
     # 7 duplicates of label 1's two clips: 4 of one, 3 of the other.
     assert sorted(np.bincount(pool[18:][labels.numpy()[pool[18:]] == 1])[6:8].tolist()) == [3, 4]
-    again = oops.oversample(labels, tf.constant([3, 4])).numpy()
+    again = oops_labels.oversample(labels, tf.constant([3, 4])).numpy()
     np.testing.assert_array_equal(pool, again)
 
 
@@ -205,7 +205,8 @@ def test_training_clips_draw_from_one_pool_in_every_epoch():
     labels = tf.constant([0] * 6 + [1] * 2 + [2] * 10)  # A pool of 29: 7 duplicates of label 1's 2 clips.
 
     def pool(pool_seed, epoch):  # All of it: more clips per video than the pool holds.
-        return sorted(oops.training_clips(labels, tf.constant([pool_seed, 0]), tf.constant([epoch, 1]), 100).numpy())
+        clips = oops_labels.training_clips(labels, tf.constant([pool_seed, 0]), tf.constant([epoch, 1]), 100)
+        return sorted(clips.numpy())
 
     first = pool(pool_seed=0, epoch=0)
     assert len(first) == 29
@@ -219,29 +220,29 @@ def _sample_videos(num_videos, seed):
     videos = []
     for _ in range(num_videos):
         num_frames = int(rng.uniform(4, 20) * 30)
-        grid = oops.clip_grid(num_frames, 30.0)
+        grid = oops_labels.clip_grid(num_frames, 30.0)
         t_fail = rng.uniform(0.1, 0.9) * num_frames / 30
-        videos.append(oops.clip_labels(grid["start"], grid["end"], t_fail).numpy())
+        videos.append(oops_labels.clip_labels(grid["start"], grid["end"], t_fail).numpy())
     return videos
 
 
 def test_oversampling_ratios_hold_on_a_sample():
     videos = _sample_videos(60, seed=3)
-    draw = tf.function(oops.training_clips, reduce_retracing=True)
+    draw = tf.function(oops_labels.training_clips, reduce_retracing=True)
     expected, drawn = np.zeros(3), np.zeros(3)
     for index, labels in enumerate(videos):
         counts = np.bincount(labels, minlength=3)
-        pool = oops.oversampled_counts(counts).numpy()
+        pool = oops_labels.oversampled_counts(counts).numpy()
         mode = int(np.argmax(counts))
         for label in range(3):  # Each label present reaches count_mode * ratio, up to rounding.
             if label != mode and counts[label]:
-                target = counts[mode] * oops.OVERSAMPLING_RATIOS[label]
+                target = counts[mode] * oops_labels.OVERSAMPLING_RATIOS[label]
                 assert abs(pool[label] - max(target, counts[label])) <= 0.5
         # An epoch draws min(10, K') of the K' pool clips without replacement.
-        expected += pool * min(oops.CLIPS_PER_VIDEO, pool.sum()) / pool.sum()
+        expected += pool * min(oops_labels.CLIPS_PER_VIDEO, pool.sum()) / pool.sum()
         for epoch in range(50):
             clips = draw(labels, tf.constant([index, 0]), tf.constant([index, epoch])).numpy()
-            assert len(clips) == min(oops.CLIPS_PER_VIDEO, pool.sum())
+            assert len(clips) == min(oops_labels.CLIPS_PER_VIDEO, pool.sum())
             drawn += np.bincount(labels[clips], minlength=3)
 
     np.testing.assert_allclose(drawn / drawn.sum(), expected / expected.sum(), atol=0.01)
@@ -253,13 +254,13 @@ def test_oversampling_ratios_hold_on_a_sample():
 
 
 def test_window_clips_are_one_second_apart_and_masked_past_the_end():
-    windows = oops.window_clips([0, 3, 10], num_clips=12, num_steps=3)
+    windows = oops_labels.window_clips([0, 3, 10], num_clips=12, num_steps=3)
 
     assert windows.numpy().tolist() == [[0, 4, 8], [3, 7, 11], [10, -1, -1]]
 
 
 def test_window_starts_on_hand_made_cases():
-    starts = np.array([oops.window_starts([0, 16, 8, 3], 4, tf.constant([0, s])).numpy() for s in range(200)])
+    starts = np.array([oops_labels.window_starts([0, 16, 8, 3], 4, tf.constant([0, s])).numpy() for s in range(200)])
 
     assert set(starts[:, 0]) == {0}  # Only step 0 starts in the video.
     assert set(starts[:, 1]) == {16, 12, 8, 4}  # Any of the 4 steps.
@@ -275,19 +276,19 @@ def test_training_windows_hold_their_drawn_clip_and_start_in_the_video():
         num_steps = int(rng.integers(1, 6))
 
         pool_seed, seed = tf.constant([trial, 1]), tf.constant([trial, 0])
-        clips, anchor_labels = oops.training_windows(labels, num_steps, pool_seed, seed)
-        same_clips, window_labels = oops.training_windows(labels, num_steps, pool_seed, seed, every_step=True)
+        clips, anchor_labels = oops_labels.training_windows(labels, num_steps, pool_seed, seed)
+        same_clips, window_labels = oops_labels.training_windows(labels, num_steps, pool_seed, seed, every_step=True)
 
         clips, anchor_labels, window_labels = clips.numpy(), anchor_labels.numpy(), window_labels.numpy()
         np.testing.assert_array_equal(clips, same_clips)
-        assert clips.shape == (min(oops.CLIPS_PER_VIDEO, len(oops.oversample(labels, [0, 0]))), num_steps)
-        assert np.all(clips[:, 0] >= 0) and np.all(np.diff(clips, axis=1)[clips[:, 1:] >= 0] == oops.STEP_CLIPS)
+        assert clips.shape == (min(oops_labels.CLIPS_PER_VIDEO, len(oops_labels.oversample(labels, [0, 0]))), num_steps)
+        assert np.all(clips[:, 0] >= 0) and np.all(np.diff(clips, axis=1)[clips[:, 1:] >= 0] == oops_labels.STEP_CLIPS)
         np.testing.assert_array_equal(window_labels, np.where(clips >= 0, labels[np.maximum(clips, 0)], -1))
         assert np.all((clips < len(labels)) & ((clips >= 0) | (window_labels == -1)))
         # By default only the drawn clip's step has a label: the loss sees the oversampled
         # clips, in the oversampled balance, and nothing else.
         draw_seed = tf.random.experimental.stateless_split(seed, 2)[0]
-        drawn = oops.training_clips(labels, pool_seed, draw_seed).numpy()
+        drawn = oops_labels.training_clips(labels, pool_seed, draw_seed).numpy()
         assert np.all(np.sum(anchor_labels >= 0, axis=1) == 1)
         np.testing.assert_array_equal(clips[anchor_labels >= 0], drawn)
         np.testing.assert_array_equal(anchor_labels[anchor_labels >= 0], labels[drawn])
@@ -299,20 +300,20 @@ def test_training_windows_hold_their_drawn_clip_and_start_in_the_video():
 def test_trim_borders():
     frames = tf.reshape(tf.range(20), [1, 1, 20, 1])
 
-    assert oops.trim_borders(frames, 0.1, 0.9).shape == (1, 1, 16, 1)
-    assert oops.trim_borders(frames, 0.125, 0.875)[0, 0, :, 0].numpy().tolist() == list(range(2, 18))
-    assert oops.trim_borders(frames, 0.0, 0.9).shape == (1, 1, 20, 1)  # Given only when both are.
+    assert oops_labels.trim_borders(frames, 0.1, 0.9).shape == (1, 1, 16, 1)
+    assert oops_labels.trim_borders(frames, 0.125, 0.875)[0, 0, :, 0].numpy().tolist() == list(range(2, 18))
+    assert oops_labels.trim_borders(frames, 0.0, 0.9).shape == (1, 1, 20, 1)  # Given only when both are.
     # round() halves to even, as Python's: 10 * 0.25 = 2.5 -> 2, 10 * 0.75 = 7.5 -> 8.
-    assert oops.trim_borders(frames[:, :, :10], 0.25, 0.75).shape == (1, 1, 6, 1)
+    assert oops_labels.trim_borders(frames[:, :, :10], 0.25, 0.75).shape == (1, 1, 6, 1)
 
 
 def test_labels_and_training_clips_are_the_same_inside_tf_data():
     cases = [(200, 30.0, 2.5), (81, 16.0, 1.0), (300, 25.0, 7.9)]
 
     def label_and_draw(num_frames, fps, t_fail):
-        grid = oops.clip_grid(num_frames, fps)
-        labels = oops.clip_labels(grid["start"], grid["end"], t_fail)
-        return labels, oops.training_clips(labels, tf.constant([1, 2]), tf.constant([3, 4]))
+        grid = oops_labels.clip_grid(num_frames, fps)
+        labels = oops_labels.clip_labels(grid["start"], grid["end"], t_fail)
+        return labels, oops_labels.training_clips(labels, tf.constant([1, 2]), tf.constant([3, 4]))
 
     dataset = tf.data.Dataset.from_tensor_slices(tuple(np.array(c) for c in zip(*cases))).map(label_and_draw)
     for (labels, clips), case in zip(dataset, cases):

@@ -80,7 +80,7 @@ def clip_indices(num_frames, method, views):
     return sampling.uniform_clips(num_frames, span, views.num_clips)[:, ::stride]
 
 
-def centre_clip_indices(num_frames, method):
+def center_clip_indices(num_frames, method):
     """`[T]` int32 indices of the centre clip: `T` frames at the method's stride, centred in
     the video (the window the serving signature of serialized examples takes)."""
     return clip_indices(num_frames, method, Views(test_clips="uniform", num_clips=1))[0]
@@ -134,7 +134,7 @@ def example_clip(method, serialized):
         message=f"a record has fewer frames than one clip covers ({length} frames at stride {stride}: {span})",
     )
     with tf.control_dependencies([long_enough]):
-        indices = centre_clip_indices(video["num_frames"], method)
+        indices = center_clip_indices(video["num_frames"], method)
     return method.eval_clip(pipeline.decode_frames(video[modality], indices, modality))
 
 

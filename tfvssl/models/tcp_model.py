@@ -80,11 +80,6 @@ class TemporallyMaskedConv3D(keras.layers.Layer):
         past = self.kernel_size[0] - 1
         return self.conv(tf.pad(x, [[0, 0], [past, 0], [0, 0], [0, 0], [0, 0]]))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size, use_bias=self.use_bias)
-        return config
-
 
 @keras.saving.register_keras_serializable("tfvssl")
 class MaskedConvAggregator(keras.layers.Layer):
@@ -205,7 +200,7 @@ class TemporalContrastivePretraining(PretextModel):
     """The temporal CPC pretext model: `data = {"segments": [B, T, H, W, C*F]}`.
 
     Args:
-      backbone: registry name of a 2-D backbone (`resnet18_2d`).
+      backbone: `BACKBONES` name of a 2-D backbone (`resnet18_2d`).
       num_segments, segment_length, channels, resolution: the input `[T, R, R, C*F]`.
       ar_kernel_size: `(kT, kH, kW)` of the masked convolutions.
       loss_reduction: `"sum"` (Eq. 2) or `"mean"` of the per-prediction losses.
