@@ -207,7 +207,7 @@ def test_reading_a_workdir_keeps_the_logging_level(oops_run):
     level = root.level
     root.setLevel(std_logging.INFO)
     try:
-        workdir.load_method(oops_run[0])  # Parses flags.txt into a copy of the flags.
+        workdir.load_method(oops_run[0])  # Parses flags.txt into fresh copies of the flags.
 
         assert root.level == std_logging.INFO  # The summary lines still show.
     finally:
