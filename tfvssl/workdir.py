@@ -23,13 +23,11 @@ from absl import flags
 
 from tfvssl import methods  # Defines every method's flags, which a flags.txt may name.
 from tfvssl.models import layers
-from tfvssl.train import checkpoint
-from tfvssl.train import train_flags
+from tfvssl.train import checkpoint, train_flags
+from tfvssl.train.reporting import METRICS_FILE, TENSORBOARD_DIR
 
 FLAGS_FILE = "flags.txt"
 CKPT_DIR = "ckpt"
-TENSORBOARD_DIR = "tensorboard"
-METRICS_FILE = "metrics.jsonl"
 PLOTS_DIR = "plots"
 EXPORT_DIR = "export"
 # What `--overwrite` deletes of an earlier run: its settings, training state and what derives

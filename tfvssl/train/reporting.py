@@ -7,7 +7,9 @@ import time
 
 import tensorflow as tf
 
-from tfvssl.workdir import METRICS_FILE, TENSORBOARD_DIR
+# What a `MetricWriter` writes into its directory (a workdir, an evaluation's output).
+TENSORBOARD_DIR = "tensorboard"
+METRICS_FILE = "metrics.jsonl"
 from absl import logging
 
 
