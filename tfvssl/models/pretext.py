@@ -91,6 +91,7 @@ class PretextModel(keras.Model):
     grad_clip_norm = None
 
     def __new__(cls, *args, **kwargs):
+        # The one place that sees the subclass's arguments before its __init__ consumes them.
         instance = super().__new__(cls, *args, **kwargs)
         arguments = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         arguments.apply_defaults()
