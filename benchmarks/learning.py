@@ -46,7 +46,9 @@ QUICK_FRACTIONS = (0.0, 1.0)
 
 flags.DEFINE_list("bench_methods", list(METHODS), "Methods to benchmark.")
 flags.DEFINE_list("bench_seeds", ["0", "1", "2"], "Pretraining seeds (also the probes' seeds).")
-flags.DEFINE_string("bench_output_dir", os.path.join(REPO, "benchmarks", "results"), "Where learning.json and plots go.")
+flags.DEFINE_string(
+    "bench_output_dir", os.path.join(REPO, "benchmarks", "results"), "Where learning.json and the plots go."
+)
 flags.DEFINE_string("bench_workdir", os.path.join(REPO, "workdirs", "learning"), "Pretraining workdirs.")
 flags.DEFINE_boolean("bench_quick", False, "Tiny sizes, one seed, 0% and 100%: checks the path, < 60 s a method.")
 
@@ -117,10 +119,10 @@ def pretrain(method, seed, workdir, extra):
             json.dump({"minutes": (time.time() - start) / 60}, f)
     with open(timing_path) as f:
         minutes = json.load(f)["minutes"]
-    records = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "train/accuracy" in r or "train/top1" in r]
-    final = records[-1] if records else {}
-    accuracy = final.get("train/accuracy", final.get("train/top1"))
-    return steps, minutes, accuracy
+    # The pretext task's top-1 (named accuracy or top1 by the methods) of the last logged steps.
+    logged = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r]
+    final = logged[-1] if logged else {}
+    return steps, minutes, final.get("train/accuracy", final.get("train/top1"))
 
 
 def evaluate(workdir, step, fraction, seed, extra):

@@ -24,7 +24,8 @@ flags.DEFINE_integer("version", None, "Version directory to write (default: the 
 flags.DEFINE_string("export_name", None, "Model name, the TF Serving model directory (default: the method).")
 flags.DEFINE_boolean("untrained", False, "Export the randomly initialised encoder (a baseline).")
 flags.DEFINE_string(
-    "checkpoint", None, "Export this checkpoint of --workdir (a prefix, <workdir>/ckpt/ckpt-<step>) instead of the newest."
+    "checkpoint", None,
+    "Export this checkpoint of --workdir (a prefix, <workdir>/ckpt/ckpt-<step>) instead of the newest.",
 )
 
 FLAGS = flags.FLAGS
