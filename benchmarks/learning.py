@@ -23,7 +23,8 @@ shaded, chance dashed). A method's pretraining workdirs stay under `--bench_work
 already complete there is evaluated without retraining, so an interrupted benchmark resumes.
 
 `--bench_quick` checks the whole path in under a minute a method: a few steps at tiny sizes,
-one seed, the 0% and 100% points; its numbers mean nothing.
+one seed, the 0% and 100% points, in workdirs/learning_quick/ (results included); its numbers
+mean nothing.
 """
 
 import importlib
@@ -41,21 +42,26 @@ from tfvssl import export, pretrain, probe, retrieve  # noqa: F401
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 METHODS = ("dpc", "memdpc", "tcp", "pace", "vcop")
+RESULTS = os.path.join(REPO, "benchmarks", "results")
 FRACTIONS = (0.0, 0.25, 0.5, 1.0)
 QUICK_FRACTIONS = (0.0, 1.0)
 
 flags.DEFINE_list("bench_methods", list(METHODS), "Methods to benchmark.")
 flags.DEFINE_list("bench_seeds", ["0", "1", "2"], "Pretraining seeds (also the probes' seeds).")
 flags.DEFINE_string(
-    "bench_output_dir", os.path.join(REPO, "benchmarks", "results"), "Where learning.json and the plots go."
+    "bench_output_dir", None,
+    "Where learning.json and the plots go (default: benchmarks/results; with --bench_quick, "
+    "<bench_workdir>/results).",
 )
-flags.DEFINE_string("bench_workdir", os.path.join(REPO, "workdirs", "learning"), "Pretraining workdirs.")
+flags.DEFINE_string(
+    "bench_workdir", None, "Pretraining workdirs (default: workdirs/learning; --bench_quick: workdirs/learning_quick)."
+)
 flags.DEFINE_boolean("bench_quick", False, "Tiny sizes, one seed, 0% and 100%: checks the path, < 60 s a method.")
 
 FLAGS = flags.FLAGS
 
 # --bench_quick: the bench configs at the tiny sizes of the unit tests (a dataset of 3 classes,
-# 4 training and 2 test videos each, 24 frames of 32 px) and 2 pretraining steps.
+# 8 training and 2 test videos each, 24 frames of 32 px) and 2 pretraining steps.
 QUICK_DATA = [
     "--synthetic_num_classes=3", "--synthetic_videos_per_class=8", "--synthetic_num_frames=24",
     "--synthetic_resolution=32",
@@ -100,10 +106,13 @@ def read_jsonl(path):
 
 
 def pretrain(method, seed, workdir, extra):
-    """Pretrains (or finds complete) one run; returns `(train_steps, minutes, final pretext
-    accuracy, metrics path)`. Checkpoints are kept at every quarter of the run."""
+    """Pretrains one run (or finds it complete) with a checkpoint at every quarter of it.
+
+    Returns:
+      `(train_steps, minutes of pretraining, the pretext accuracy of the last logged steps)`.
+    """
     flagfile = os.path.join(REPO, "configs", "bench", f"{method}.flags")
-    steps = int(read_flags(flagfile).get("train_steps", 0)) if not FLAGS.bench_quick else 2
+    steps = int(read_flags(flagfile)["train_steps"])
     for arg in extra:
         if arg.startswith("--train_steps="):
             steps = int(arg.split("=", 1)[1])
@@ -119,7 +128,7 @@ def pretrain(method, seed, workdir, extra):
             json.dump({"minutes": (time.time() - start) / 60}, f)
     with open(timing_path) as f:
         minutes = json.load(f)["minutes"]
-    # The pretext task's top-1 (named accuracy or top1 by the methods) of the last logged steps.
+    # The pretext task's top-1: `accuracy` or `top1` in the methods' logs.
     logged = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "train/loss" in r]
     final = logged[-1] if logged else {}
     return steps, minutes, final.get("train/accuracy", final.get("train/top1"))
@@ -239,8 +248,11 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--bench_methods: unknown {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in FLAGS.bench_seeds][:1 if FLAGS.bench_quick else None]
-    FLAGS.bench_output_dir = os.path.abspath(FLAGS.bench_output_dir)
-    FLAGS.bench_workdir = os.path.abspath(FLAGS.bench_workdir)
+    # Quick runs keep apart from real ones: a complete run in the workdir is reused, not retrained.
+    default_workdir = os.path.join(REPO, "workdirs", "learning_quick" if FLAGS.bench_quick else "learning")
+    FLAGS.bench_workdir = os.path.abspath(FLAGS.bench_workdir or default_workdir)
+    default_output = os.path.join(FLAGS.bench_workdir, "results") if FLAGS.bench_quick else RESULTS
+    FLAGS.bench_output_dir = os.path.abspath(FLAGS.bench_output_dir or default_output)
     os.chdir(REPO)  # The flagfiles name each other relative to the repository root.
     os.makedirs(FLAGS.bench_output_dir, exist_ok=True)
     path = os.path.join(FLAGS.bench_output_dir, "learning.json")
