@@ -17,8 +17,9 @@ project's own evaluations on the same dataset:
   videos query the training videos, R@1 and R@5.
 
 Writes into `--bench_output_dir`: `learning.json` (every number, per seed and as mean and
-standard deviation over the seeds, the pretraining minutes and the final pretext accuracy)
-and `<method>.png` (probe top-1 and R@1 against pretraining steps, the random-init band
+standard deviation over the seeds, the pretraining minutes and the final pretext accuracy),
+`learning.md` (the README's table: the last checkpoint against random init, in %) and
+`<method>.png` (probe top-1 and R@1 against pretraining steps, the random-init band
 shaded, chance dashed). A method's pretraining workdirs stay under `--bench_workdir`; a run
 already complete there is evaluated without retraining, so an interrupted benchmark resumes.
 
@@ -192,6 +193,30 @@ def summarise(runs):
     }
 
 
+def markdown_table(report):
+    """The README's table of `report["methods"]`: the last checkpoint against random init."""
+
+    def cell(value, scale=100):
+        if value is None:
+            return "-"
+        return f"{scale * value['mean']:.1f} ± {scale * value['std']:.1f}"
+
+    rows = [
+        "| method | seeds | budget: steps, minutes | pretext accuracy | probe top-1 | R@1 | random init: "
+        "probe top-1 / R@1 | chance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, result in report["methods"].items():
+        summary = result["summary"]
+        final, random = summary["final"], summary["random_init"]
+        rows.append(
+            f"| `{method}` | {len(result['runs'])} | {final['step']}, {summary['minutes']['mean']:.0f} "
+            f"| {cell(summary['pretext_accuracy'])} | {cell(final['probe_top1'])} | {cell(final['R@1'])} "
+            f"| {cell(random['probe_top1'])} / {cell(random['R@1'])} | {100 * result['chance']:.0f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def plot(method, result, chance, path):
     """Probe top-1 and R@1 against pretraining steps: mean +- std over the seeds, the
     random-init band (mean +- std) shaded, chance dashed."""
@@ -271,6 +296,8 @@ def main(argv):
         with open(path + ".tmp", "w") as f:
             json.dump(report, f, indent=1)
         os.replace(path + ".tmp", path)
+        with open(os.path.join(FLAGS.bench_output_dir, "learning.md"), "w") as f:
+            f.write(markdown_table(report))
         plot(method, result, result["chance"], os.path.join(FLAGS.bench_output_dir, f"{method}.png"))
         final, random = result["summary"]["final"], result["summary"]["random_init"]
         print(

@@ -49,6 +49,7 @@ def test_learning_benchmark_quick_mode_writes_its_json_and_plot(tmp_path):
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "pace.png").stat().st_size > 0
+    assert "| `pace` | 1 | 2, " in (tmp_path / "out" / "learning.md").read_text()
     with open(tmp_path / "out" / "learning.json") as f:
         report = json.load(f)
     pace = report["methods"]["pace"]
