@@ -31,6 +31,8 @@ mean nothing.
 import importlib
 import json
 import os
+import subprocess
+import sys
 import time
 
 import keras
@@ -38,14 +40,15 @@ import numpy as np
 from absl import app, flags, logging
 from absl.testing import flagsaver
 
-# The entry points run in this process: their flags must exist before the command line is parsed.
-from tfvssl import export, pretrain, probe, retrieve  # noqa: F401
+# The evaluations run in this process: their flags, and those of every method the exports
+# read from a run's flags.txt, must exist before the command line is parsed.
+from tfvssl import export, methods, probe, retrieve  # noqa: F401
+
+methods.import_all()
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 METHODS = ("dpc", "memdpc", "tcp", "pace", "vcop")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
-FRACTIONS = (0.0, 0.25, 0.5, 1.0)
-QUICK_FRACTIONS = (0.0, 1.0)
 
 flags.DEFINE_list("bench_methods", list(METHODS), "Methods to benchmark.")
 flags.DEFINE_list("bench_seeds", ["0", "1", "2"], "Pretraining seeds (also the probes' seeds).")
@@ -56,6 +59,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string(
     "bench_workdir", None, "Pretraining workdirs (default: workdirs/learning; --bench_quick: workdirs/learning_quick)."
+)
+flags.DEFINE_list(
+    "bench_fractions", None,
+    "Points of the run evaluated, as fractions of its steps, multiples of 0.25 (the checkpoints "
+    "kept); 0 is the untrained encoder (default: 0,0.25,0.5,1; with --bench_quick: 0,1).",
 )
 flags.DEFINE_boolean("bench_quick", False, "Tiny sizes, one seed, 0% and 100%: checks the path, < 60 s a method.")
 
@@ -88,9 +96,7 @@ def run_module(module, args):
         FLAGS.unparse_flags()
         FLAGS([module, *args])
         status = main([module])
-    # What a fresh process would start from: the float32 policy pretraining changed, no graphs.
-    keras.mixed_precision.set_dtype_policy("float32")
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # The next run starts without this one's models, as a new process.
     if status:
         raise RuntimeError(f"python -m tfvssl.{module} {' '.join(args)} failed (exit {status})")
 
@@ -121,10 +127,12 @@ def pretrain(method, seed, workdir, extra):
     if not os.path.isfile(timing_path):
         os.makedirs(workdir, exist_ok=True)
         start = time.time()
-        run_module("pretrain", [
-            f"--flagfile={flagfile}", f"--workdir={workdir}", f"--seed={seed}", *extra,
-            f"--checkpoint_every={max(1, steps // 4)}", "--keep_checkpoints=8",
-        ])
+        # In a process of its own: its flags.txt then names only pretraining flags, so that the
+        # workdir serves the command-line tools (this process also defines the evaluations' flags).
+        subprocess.run([
+            sys.executable, "-m", "tfvssl.pretrain", f"--flagfile={flagfile}", f"--workdir={workdir}",
+            f"--seed={seed}", *extra, f"--checkpoint_every={max(1, steps // 4)}", "--keep_checkpoints=8",
+        ], check=True)
         with open(timing_path, "w") as f:
             json.dump({"minutes": (time.time() - start) / 60}, f)
     with open(timing_path) as f:
@@ -246,10 +254,18 @@ def plot(method, result, chance, path):
     plt.close(figure)
 
 
+def fractions_to_evaluate():
+    default = ["0", "1"] if FLAGS.bench_quick else ["0", "0.25", "0.5", "1"]
+    fractions = sorted(float(f) for f in FLAGS.bench_fractions or default)
+    if fractions[0] != 0 or fractions[-1] != 1 or any(4 * f != int(4 * f) for f in fractions):
+        raise app.UsageError("--bench_fractions: multiples of 0.25 from 0 (random init) to 1 (the end of the run)")
+    return fractions
+
+
 def benchmark_method(method, seeds):
     extra = [*QUICK_DATA, *QUICK_COMMON, *QUICK_PRETRAIN[method]] if FLAGS.bench_quick else []
     eval_extra = QUICK_EVAL if FLAGS.bench_quick else []
-    fractions = QUICK_FRACTIONS if FLAGS.bench_quick else FRACTIONS
+    fractions = fractions_to_evaluate()
     runs = []
     for seed in seeds:
         workdir = os.path.join(FLAGS.bench_workdir, method, f"seed{seed}")
@@ -292,7 +308,7 @@ def main(argv):
         num_classes = int(run_flags.get("synthetic_num_classes", 10))
         result["chance"] = 1 / num_classes
         report["methods"][method] = result
-        report.update(quick=FLAGS.bench_quick, fractions=list(QUICK_FRACTIONS if FLAGS.bench_quick else FRACTIONS))
+        report.update(quick=FLAGS.bench_quick)
         with open(path + ".tmp", "w") as f:
             json.dump(report, f, indent=1)
         os.replace(path + ".tmp", path)

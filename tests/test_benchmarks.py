@@ -56,6 +56,9 @@ def test_learning_benchmark_quick_mode_writes_its_json_and_plot(tmp_path):
     assert [point["step"] for point in pace["runs"][0]["curve"]] == [0, 2]
     for point in pace["summary"]["curve"]:
         assert all(0 <= point[key]["mean"] <= 1 for key in ("probe_top1", "R@1", "R@5"))
+    # The run's flags.txt names pretraining flags only: the command-line tools can read it.
+    run_flags = (tmp_path / "work" / "pace" / "seed0" / "flags.txt").read_text()
+    assert "--method=pace" in run_flags and "--aggregate" not in run_flags
     # The 0% point is the untrained encoder, the other a checkpoint of the run.
     exports = tmp_path / "work" / "pace" / "seed0" / "export"
     assert json.loads((exports / "at_0" / "1" / "export_info.json").read_text())["checkpoint"] is None
