@@ -156,13 +156,13 @@ def evaluate(workdir, step, fraction, seed, extra):
         run_module("export", [f"--workdir={workdir}", f"--export_name={name}", "--version=1", *source])
     scores = {"step": step, "fraction": fraction}
     out = os.path.join(workdir, "eval", name)
-    probe = os.path.join(out, "probe", "results.json")
-    if not os.path.isfile(probe):
+    probe_results = os.path.join(out, "probe", "results.json")
+    if not os.path.isfile(probe_results):
         run_module("probe", [
             f"--flagfile={os.path.join(REPO, 'configs', 'bench', 'probe.flags')}", f"--encoder={export_dir}",
-            f"--output_dir={os.path.dirname(probe)}", f"--seed={seed}", *extra,
+            f"--output_dir={os.path.dirname(probe_results)}", f"--seed={seed}", *extra,
         ])
-    with open(probe) as f:
+    with open(probe_results) as f:
         scores["probe_top1"] = json.load(f)["video_level"]["top1"]
     retrieval = os.path.join(out, "retrieval", "retrieval.json")
     if not os.path.isfile(retrieval):
