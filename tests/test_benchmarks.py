@@ -36,3 +36,30 @@ def test_input_pipeline_benchmark_reports_the_three_paths(tmp_path):
     assert set(rates) == {"tfrecord", "ceiling", "on_the_fly"} and all(rate > 0 for rate in rates.values())
     assert set(report["cpu_ms_per_clip"]["dpc"]) == set(rates)
     assert (report["frame_size"], report["batch_size"], report["batches"]) == (32, 2, 1)
+
+
+def test_learning_benchmark_quick_mode_writes_its_json_and_plot(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable, "benchmarks/learning.py", "--bench_quick", "--bench_methods=pace",
+            f"--bench_output_dir={tmp_path / 'out'}", f"--bench_workdir={tmp_path / 'work'}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "pace.png").stat().st_size > 0
+    assert "| `pace` | 1 | 2, " in (tmp_path / "out" / "learning.md").read_text()
+    with open(tmp_path / "out" / "learning.json") as f:
+        report = json.load(f)
+    pace = report["methods"]["pace"]
+    assert [point["step"] for point in pace["runs"][0]["curve"]] == [0, 2]
+    for point in pace["summary"]["curve"]:
+        assert all(0 <= point[key]["mean"] <= 1 for key in ("probe_top1", "R@1", "R@5"))
+    # The run's flags.txt names pretraining flags only: the command-line tools can read it.
+    run_flags = (tmp_path / "work" / "pace" / "seed0" / "flags.txt").read_text()
+    assert "--method=pace" in run_flags and "--aggregate" not in run_flags
+    # The 0% point is the untrained encoder, the other a checkpoint of the run.
+    exports = tmp_path / "work" / "pace" / "seed0" / "export"
+    assert json.loads((exports / "at_0" / "1" / "export_info.json").read_text())["checkpoint"] is None
+    assert json.loads((exports / "at_2" / "1" / "export_info.json").read_text())["checkpoint"].endswith("ckpt-2")

@@ -1,6 +1,7 @@
 """Export a pretrained encoder: `python -m tfvssl.export --workdir=<pretraining workdir>`.
 
-    python -m tfvssl.export --workdir=workdirs/dpc [--version=N] [--export_name=NAME] [--noassert_finite]
+    python -m tfvssl.export --workdir=workdirs/dpc [--version=N] [--export_name=NAME] [--noassert_finite] \
+        [--checkpoint=workdirs/dpc/ckpt/ckpt-500]
 
 Rebuilds the method from `<workdir>/flags.txt`, restores the newest checkpoint and writes
 `<workdir>/export/<name>/<version>/`: a SavedModel with the signatures `serving_default`
@@ -9,7 +10,8 @@ SequenceExamples), `encoder.keras` for fine-tuning and `export_info.json`
 (`tfvssl/eval/exporting.py`; the serving contract is `export/README.md`). The version
 defaults to one more than the newest one there, the version TF Serving picks up.
 `--untrained` exports the freshly initialised encoder instead, the random baseline of the
-evaluations. `serving_default` rejects clips holding NaN or Inf unless `--noassert_finite`.
+evaluations; `--checkpoint` an older checkpoint of the run than the newest. `serving_default`
+rejects clips holding NaN or Inf unless `--noassert_finite`.
 """
 
 import os
@@ -26,6 +28,10 @@ flags.DEFINE_boolean(
     "assert_finite", True,
     "serving_default rejects clips holding NaN or Inf (one check per call); without it they give "
     "NaN embeddings.",
+)
+flags.DEFINE_string(
+    "checkpoint", None,
+    "Export this checkpoint of --workdir (a prefix, <workdir>/ckpt/ckpt-<step>) instead of the newest.",
 )
 
 FLAGS = flags.FLAGS
@@ -46,7 +52,11 @@ def main(argv):
         export_dir = os.path.join(model_dir, str(version))
         if os.path.exists(export_dir):
             raise ValueError(f"--version={version}: {export_dir} exists")
-        encoder, checkpoint = workdir.restore_encoder(method, None if FLAGS.untrained else FLAGS.workdir)
+        if FLAGS.untrained and FLAGS.checkpoint:
+            raise ValueError("--checkpoint: not with --untrained, which exports no checkpoint")
+        encoder, checkpoint = workdir.restore_encoder(
+            method, None if FLAGS.untrained else FLAGS.workdir, FLAGS.checkpoint
+        )
     except ValueError as error:
         return cli.failed(error)
     exporting.export_encoder(

@@ -164,19 +164,23 @@ def use_running_statistics(model):
     return switched
 
 
-def restore_encoder(method, workdir=None):
+def restore_encoder(method, workdir=None, checkpoint_path=None):
     """Builds `method`'s encoder and loads the newest checkpoint of `workdir` into it.
 
     Args:
       method: a `Method` (`load_method`).
       workdir: the pretraining workdir; None keeps the fresh initialisation (seeded by the
         run's `--seed`), the randomly initialised baseline.
+      checkpoint_path: a checkpoint prefix of `workdir` (`<workdir>/ckpt/ckpt-<step>`) to
+        load instead of the newest one, e.g. to follow a run's progress.
 
     Returns:
       `(encoder, checkpoint_path)`: the encoder with running-statistics BatchNorm, built for
       `method.clip_shape()` clips; the checkpoint read (None without `workdir`).
     """
     ckpt_dir = os.path.join(workdir, CKPT_DIR) if workdir else None
+    if checkpoint_path and not tf.io.gfile.exists(checkpoint_path + ".index"):
+        raise ValueError(f"--checkpoint={checkpoint_path}: no such checkpoint (no .index file)")
     if workdir and not tf.train.latest_checkpoint(ckpt_dir):
         raise ValueError(
             f"--workdir={workdir}: no checkpoint in {ckpt_dir} (pass --untrained to export the "
@@ -188,7 +192,9 @@ def restore_encoder(method, workdir=None):
     use_running_statistics(encoder)
     # Creates the encoder's variables so the restore can check every one of them is read.
     encoder(tf.zeros([1, *method.clip_shape()]), training=False)
-    return encoder, checkpoint.load_weights(model, ckpt_dir) if workdir else None
+    if not workdir:
+        return encoder, None
+    return encoder, checkpoint.load_weights(model, checkpoint_path or ckpt_dir)
 
 
 def open_encoder(path, frozen=True):

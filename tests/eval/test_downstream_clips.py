@@ -87,7 +87,8 @@ def test_dpc_trains_with_clip_consistent_color_jitter_on_30_percent_of_the_clips
     for seed in range(40):
         clip = inputs.train_clip(method, video, tf.constant([seed, 3])).numpy()
         assert clip.shape == (4, 16, 16, 3)
-        np.testing.assert_allclose(clip, np.broadcast_to(clip[:1, :1, :1], clip.shape), atol=1e-5)  # One draw for the clip.
+        # One draw for the clip.
+        np.testing.assert_allclose(clip, np.broadcast_to(clip[:1, :1, :1], clip.shape), atol=1e-5)
         jittered += not np.allclose(clip[0, 0, 0], method.normalize(frame[None, None] / 255.0)[0, 0], atol=1e-4)
     assert 6 <= jittered <= 20  # Binomial(40, 0.3): mean 12.
 

@@ -210,6 +210,11 @@ def test_export_cli_numbers_versions_and_rejects_bad_requests(trained_run, tmp_p
     assert "--version=1" in capsys.readouterr().err
     assert cli("export", [f"--workdir={tmp_path}"]) == 2
     assert "no flags.txt" in capsys.readouterr().err
+    missing = os.path.join(run_dir, "ckpt", "ckpt-7")
+    assert cli("export", [f"--workdir={run_dir}", f"--checkpoint={missing}"]) == 2
+    assert f"--checkpoint={missing}: no such checkpoint" in capsys.readouterr().err
+    assert cli("export", [f"--workdir={run_dir}", "--untrained", f"--checkpoint={missing}"]) == 2
+    assert "--checkpoint: not with --untrained" in capsys.readouterr().err
     os.makedirs(tmp_path / "run")
     with open(os.path.join(run_dir, "flags.txt")) as f:
         (tmp_path / "run" / "flags.txt").write_text(f.read())

@@ -236,7 +236,9 @@ def training_dataset(
     # watchdog sees them; only videos that fail to decode are dropped (as gaps in offsets).
     example_spec = dataset.map(make_example).element_spec
     # Placeholders never reach a batch, so a dimension the spec leaves open can be 0.
-    placeholder = {name: tf.zeros([size or 0 for size in spec.shape], spec.dtype) for name, spec in example_spec.items()}
+    placeholder = {
+        name: tf.zeros([size or 0 for size in spec.shape], spec.dtype) for name, spec in example_spec.items()
+    }
 
     def example_or_placeholder(element):
         video = element.pop("video")

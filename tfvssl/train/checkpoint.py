@@ -75,7 +75,9 @@ class Checkpointer:
         missing = {name for name in self.optional if name not in saved}
         checkpoint = self.checkpoint
         if missing:
-            logging.warning("checkpoint %s predates %s; starting those from their initial values", path, sorted(missing))
+            logging.warning(
+                "checkpoint %s predates %s; starting those from their initial values", path, sorted(missing)
+            )
             checkpoint = tf.train.Checkpoint(**{k: v for k, v in self.objects.items() if k not in missing})
         checkpoint.restore(path).assert_existing_objects_matched()
 
