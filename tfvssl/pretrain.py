@@ -89,8 +89,8 @@ def check_workdir(method, config):
         `--init_from` reads.
     """
     if config.overwrite:
-        workdir = os.path.realpath(config.workdir)
-        if config.init_from and os.path.commonpath([workdir, os.path.realpath(config.init_from)]) == workdir:
+        run_dir = os.path.realpath(config.workdir)
+        if config.init_from and os.path.commonpath([run_dir, os.path.realpath(config.init_from)]) == run_dir:
             raise ValueError(
                 f"--overwrite: it deletes the checkpoints of --workdir={config.workdir}, which "
                 f"--init_from={config.init_from} reads; write the new run to another --workdir"

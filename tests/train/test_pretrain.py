@@ -14,7 +14,8 @@ from absl import flags
 from absl.testing import flagsaver
 from conftest import TINY_DPC_FLAGS
 
-from tfvssl import pretrain, workdir
+from tfvssl import pretrain
+from tfvssl import workdir as workdirs
 from tfvssl.train import trainer
 
 FLAGS = flags.FLAGS
@@ -27,7 +28,7 @@ def run_in_process(args):
         FLAGS(["pretrain", *args])
         method, config = pretrain.effective_config()
         pretrain.resolve_data(config)
-        workdir.write_flags(config, config.workdir)
+        workdirs.write_flags(config, config.workdir)
         return config, trainer.train(method, config, config.workdir)
 
 
