@@ -6,11 +6,11 @@ import os
 import time
 
 import tensorflow as tf
+from absl import logging
 
 # What a `MetricWriter` writes into its directory (a workdir, an evaluation's output).
 TENSORBOARD_DIR = "tensorboard"
 METRICS_FILE = "metrics.jsonl"
-from absl import logging
 
 
 class MetricWriter:
