@@ -36,3 +36,22 @@ def test_input_pipeline_benchmark_reports_the_three_paths(tmp_path):
     assert set(rates) == {"tfrecord", "ceiling", "on_the_fly"} and all(rate > 0 for rate in rates.values())
     assert set(report["cpu_ms_per_clip"]["dpc"]) == set(rates)
     assert (report["frame_size"], report["batch_size"], report["batches"]) == (32, 2, 1)
+
+
+def test_train_step_benchmark_writes_its_report(tmp_path):
+    output = tmp_path / "train_step.json"
+    result = subprocess.run(
+        [
+            sys.executable, "benchmarks/train_step.py", "--quick", "--bench_methods=dpc",
+            "--bench_precisions=float32", f"--bench_json={output}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output) as f:
+        report = json.load(f)
+    (run,) = report["results"]
+    assert (run["method"], run["size"], run["precision"], run["batch_size"]) == ("dpc", "tiny", "float32", 2)
+    assert run["seconds_per_step"] > 0 and run["flops_per_step"] > 0
+    assert run["input_shapes"]["blocks"] == [2, 4, 2, 32, 32, 3]
