@@ -1,6 +1,12 @@
 """Tests of the shared layers against NumPy definitions."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfvssl.models import layers
@@ -71,6 +77,68 @@ def test_conv_pads_symmetrically_like_pytorch():
     y = conv(x).numpy()
     assert y.shape == (1, 1, 4, 4, 1)
     assert y[0, 0, 0, 0, 0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, shape",
+    [
+        ((3, 3, 3), 1, 1, (1, 5, 6, 6, 2)),  # TF "SAME" is symmetric here.
+        ((3, 3, 3), 2, 1, (1, 5, 8, 8, 2)),  # Not on the even axes: zeros concatenated.
+        ((3, 3, 3), 2, 1, (1, 5, 7, 7, 2)),  # Odd sizes: "SAME" again.
+        ((3, 7, 7), (1, 2, 2), (1, 3, 3), (1, 4, 8, 8, 2)),
+        ((3, 1, 1), (2, 1, 1), (1, 0, 0), (1, 4, 3, 3, 2)),
+        ((3, 3, 3), 1, (0, 1, 1), (1, 4, 5, 5, 2)),  # No time padding: not "SAME".
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 2, 8, 8, 2)),  # Per frame, explicit padding.
+        ((1, 3, 3), 1, (0, 1, 1), (1, 2, 6, 6, 2)),
+        ((1, 1, 1), (1, 2, 2), 0, (1, 2, 8, 8, 2)),
+        ((7, 7), 2, 3, (1, 8, 8, 2)),
+        ((3, 3), 2, 1, (1, 9, 9, 2)),
+    ],
+)
+def test_conv_equals_a_valid_convolution_of_the_zero_padded_input(kernel, strides, padding, shape):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    conv = layers.Conv(3, kernel, strides, padding)
+    y = conv(x).numpy()
+    pads = [(0, 0), *((p, p) for p in conv.padding), (0, 0)]
+    expected = tf.nn.convolution(np.pad(x, pads), conv.kernel, conv.strides, "VALID").numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_training_step_through_convs_leaves_grappler_without_errors():
+    # A tf.pad in front of a Conv3D made Grappler's remapper fail on the gradient graph
+    # ("remapper failed: ... fanout '.../ShapeN' exist for missing node '.../Pad'").
+    script = textwrap.dedent(
+        """
+        import tensorflow as tf
+        from tfvssl.models import layers
+
+        convs = [layers.Conv(4, (3, 3, 3), 2, 1), layers.Conv(4, (3, 3, 3), 1, 1), layers.Conv(4, (1, 3, 3), 2, (0, 1, 1))]
+        x = tf.random.normal([2, 4, 8, 8, 3])
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                y = x
+                for conv in convs:
+                    y = tf.nn.relu(conv(y))
+                loss = tf.reduce_sum(y * y)
+            variables = [conv.kernel for conv in convs]
+            for variable, grad in zip(variables, tape.gradient(loss, variables)):
+                variable.assign_sub(1e-3 * grad)
+            return loss
+
+        print("loss", float(step()))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loss" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if "meta_optimizer" in line or "remapper" in line]
+    assert not errors, errors
 
 
 def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():

@@ -64,12 +64,15 @@ def _triple(value, rank):
 
 @keras.saving.register_keras_serializable("tfvssl")
 class Conv(keras.layers.Layer):
-    """Convolution with explicit symmetric zero padding, 2-D or 3-D by `len(kernel_size)`.
+    """Convolution with PyTorch's symmetric zero padding, 2-D or 3-D by `len(kernel_size)`.
 
     The kernel is stored as `[kT, kH, kW, C_in, C_out]` (3-D) or `[kH, kW, C_in, C_out]`
     (2-D), the layout the PyTorch importer writes. A 3-D kernel with `kT == 1` and
     temporal stride 1 runs as a 2-D convolution over the `B*T` frames, which is faster on
-    CPUs and identical in result.
+    CPUs and identical in result. The padding is the conv op's own ("SAME" where that is
+    symmetric, else explicit), with no separate pad, except for a 3-D convolution that
+    "SAME" does not pad symmetrically (a stride of 2 over an even size), whose input gets
+    zeros concatenated.
 
     Input `[B, T, H, W, C]` (3-D) or `[B, H, W, C]` (2-D); output likewise with `filters`
     channels.
@@ -112,18 +115,23 @@ class Conv(keras.layers.Layer):
             )
 
     def call(self, x):
-        if any(self.padding):
-            pads = [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
-            x = tf.pad(x, pads)
         kernel = tf.convert_to_tensor(self.kernel)
         if self.rank == 2:
-            y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], "VALID")
+            padding = _conv_padding(x.shape[1:3], self.kernel_size, self.strides, self.padding)
+            y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], padding)
         elif self.kernel_size[0] == 1 and self.strides[0] == 1:
-            y = _per_frame(
-                lambda frames: tf.nn.conv2d(frames, kernel[0], [1, *self.strides[1:], 1], "VALID"), x
-            )
+            strides, padding = self.strides[1:], self.padding[1:]
+            padding = _conv_padding(x.shape[2:4], self.kernel_size[1:], strides, padding)
+            y = _per_frame(lambda frames: tf.nn.conv2d(frames, kernel[0], [1, *strides, 1], padding), x)
         else:
-            y = tf.nn.conv3d(x, kernel, [1, *self.strides, 1], "VALID")
+            padding = _conv_padding(x.shape[1:4], self.kernel_size, self.strides, self.padding)
+            if not isinstance(padding, str):
+                # Conv3D takes no explicit padding, and a tf.pad in front of it breaks
+                # Grappler's remapper on the training graph (it fuses the pad into the conv
+                # while the conv's gradient still reads the pad's shape), which then drops
+                # every other fusion of the graph: zeros are concatenated instead.
+                x, padding = _zero_pad(x, self.padding), "VALID"
+            y = tf.nn.conv3d(x, kernel, [1, *self.strides, 1], padding)
         if self.use_bias:
             y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
         return y
@@ -150,6 +158,43 @@ class Conv(keras.layers.Layer):
             ),
         )
         return config
+
+
+def _same_pads(size, kernel, stride):
+    """`(before, after)` zeros TF's "SAME" padding adds to an axis of `size` (None: unknown)."""
+    if stride == 1:
+        total = kernel - 1
+    elif size is None:
+        return None
+    else:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_padding(sizes, kernel_size, strides, padding):
+    """The conv op's `padding` argument for PyTorch's symmetric `padding` of the conv's axes.
+
+    `sizes` are the axes' static sizes (None where unknown).
+
+    "VALID" without padding; "SAME" where TF's SAME padding equals the symmetric one on
+    every axis (it puts an odd pixel at the end: for a stride above 1 it depends on the
+    size); otherwise the explicit `[[0, 0], [p, p], ..., [0, 0]]`.
+    """
+    if not any(padding):
+        return "VALID"
+    if all(_same_pads(n, k, s) == (p, p) for n, k, s, p in zip(sizes, kernel_size, strides, padding)):
+        return "SAME"
+    return [[0, 0], *([p, p] for p in padding), [0, 0]]
+
+
+def _zero_pad(x, padding):
+    """Pads the spatial axes of `[B, ..., C]` `x` with `padding[i]` zeros on both sides."""
+    for axis, pad in enumerate(padding, start=1):
+        if pad:
+            shape = tf.shape(x)
+            zeros = tf.zeros(tf.concat([shape[:axis], [pad], shape[axis + 1 :]], 0), x.dtype)
+            x = tf.concat([zeros, x, zeros], axis)
+    return x
 
 
 def _per_frame(fn, x):
