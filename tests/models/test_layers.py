@@ -88,7 +88,7 @@ def test_conv_pads_symmetrically_like_pytorch():
         ((3, 7, 7), (1, 2, 2), (1, 3, 3), (1, 4, 8, 8, 2)),
         ((3, 1, 1), (2, 1, 1), (1, 0, 0), (1, 4, 3, 3, 2)),
         ((3, 3, 3), 1, (0, 1, 1), (1, 4, 5, 5, 2)),  # No time padding: not "SAME".
-        ((1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 2, 8, 8, 2)),  # Per frame, explicit padding.
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 2, 8, 8, 2)),  # Per frame, zeros concatenated.
         ((1, 3, 3), 1, (0, 1, 1), (1, 2, 6, 6, 2)),
         ((1, 1, 1), (1, 2, 2), 0, (1, 2, 8, 8, 2)),
         ((7, 7), 2, 3, (1, 8, 8, 2)),
@@ -158,3 +158,29 @@ def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():
     plain = layers.NormOptions()("plain")
     plain.build(x.shape)
     np.testing.assert_allclose(plain(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 5, 5, 4), (6, 4)])
+def test_batch_norm_gradients_equal_those_of_the_textbook_formula(shape):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(1.0, 2.0, size=shape), tf.float32)
+    weights = tf.constant(rng.normal(size=shape), tf.float32)
+    norm = layers.BatchNorm()
+    norm.build(shape)
+    norm.gamma.assign(rng.normal(size=shape[-1:]))
+    norm.beta.assign(rng.normal(size=shape[-1:]))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.sin(norm(x, training=True)) * weights)
+    grads = tape.gradient(loss, [x, norm.gamma, norm.beta])
+
+    # The same loss differentiated op by op in float64.
+    x64, gamma, beta = (tf.cast(v, tf.float64) for v in (x, norm.gamma, norm.beta))
+    with tf.GradientTape() as tape:
+        tape.watch([x64, gamma, beta])
+        mean, variance = tf.nn.moments(x64, list(range(len(shape) - 1)))
+        y = (x64 - mean) / tf.sqrt(variance + 1e-5) * gamma + beta
+        loss = tf.reduce_sum(tf.sin(y) * tf.cast(weights, tf.float64))
+    expected = tape.gradient(loss, [x64, gamma, beta])
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
