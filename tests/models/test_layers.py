@@ -105,6 +105,14 @@ def test_conv_equals_a_valid_convolution_of_the_zero_padded_input(kernel, stride
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, strides, padding", [((3, 3, 3), 2, 1), ((1, 3, 3), (1, 2, 2), (0, 1, 1))])
+def test_conv_pads_alike_when_the_sizes_are_unknown_until_run(kernel, strides, padding):
+    x = np.random.default_rng(0).normal(size=(1, 4, 8, 8, 2)).astype(np.float32)
+    conv = layers.Conv(3, kernel, strides, padding)
+    unknown_sizes = tf.function(conv, input_signature=[tf.TensorSpec([None, None, None, None, 2])])
+    np.testing.assert_allclose(unknown_sizes(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
 def test_a_training_step_through_convs_leaves_grappler_without_errors():
     # A tf.pad in front of a Conv3D made Grappler's remapper fail on the gradient graph
     # ("remapper failed: ... fanout '.../ShapeN' exist for missing node '.../Pad'").
