@@ -21,8 +21,10 @@ filter) and every matrix product whose result is used, at 2 FLOPs per multiply-a
 the static shapes of their operands. Elementwise work (BatchNorm, activations, the augmentation, the update) is
 left out, so the achieved FLOP/s is that of the convolutions and products.
 
-Prints a table and, with `--bench_json`, writes the numbers. Never asserted in tests:
-numbers depend on the machine and on what else runs on it.
+Prints a table and, with `--bench_json`, writes the numbers, with the process's CPU
+seconds per step (all threads): on a machine shared with other work, they tell the cost
+apart from the contention. Never asserted in tests: numbers depend on the machine and on
+what else runs on it.
 """
 
 import json
@@ -189,28 +191,31 @@ def measure(name, size, precision):
     for _ in range(warmup):
         logs = step(batch)
     float(logs["loss"])  # Wait for the step to finish.
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         logs = step(batch)
     float(logs["loss"])
     seconds = (time.perf_counter() - start) / steps
+    cpu_seconds = (time.process_time() - start_cpu) / steps
     keras.mixed_precision.set_dtype_policy("float32")
     return {
         "batch_size": config.batch_size, "resolution": config.resolution,
         "input_shapes": {key: list(value.shape) for key, value in batch.items()},
-        "seconds_per_step": seconds, "clips_per_second": config.batch_size / seconds,
+        "seconds_per_step": seconds, "cpu_seconds_per_step": cpu_seconds,
+        "clips_per_second": config.batch_size / seconds,
         "flops_per_step": flops, "gflops_per_clip": flops / config.batch_size / 1e9,
         "achieved_gflops_per_second": flops / seconds / 1e9,
     }
 
 
 def _table(results):
-    header = ["method", "size", "precision", "batch", "s/step", "clips/s", "GFLOP/clip", "GFLOP/s"]
+    header = ["method", "size", "precision", "batch", "s/step", "CPU s/step", "clips/s", "GFLOP/clip", "GFLOP/s"]
     rows = [header]
     for result in results:
         rows.append([
             result["method"], result["size"], result["precision"], str(result["batch_size"]),
-            f"{result['seconds_per_step']:.3f}", f"{result['clips_per_second']:.2f}",
+            f"{result['seconds_per_step']:.3f}", f"{result['cpu_seconds_per_step']:.3f}",
+            f"{result['clips_per_second']:.2f}",
             f"{result['gflops_per_clip']:.1f}", f"{result['achieved_gflops_per_second']:.1f}",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

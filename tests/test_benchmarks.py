@@ -53,5 +53,5 @@ def test_train_step_benchmark_writes_its_report(tmp_path):
         report = json.load(f)
     (run,) = report["results"]
     assert (run["method"], run["size"], run["precision"], run["batch_size"]) == ("dpc", "tiny", "float32", 2)
-    assert run["seconds_per_step"] > 0 and run["flops_per_step"] > 0
+    assert run["seconds_per_step"] > 0 and run["cpu_seconds_per_step"] > 0 and run["flops_per_step"] > 0
     assert run["input_shapes"]["blocks"] == [2, 4, 2, 32, 32, 3]
