@@ -49,7 +49,7 @@ flags.DEFINE_list("bench_methods", [], "Methods to measure (default: every regis
 flags.DEFINE_list("bench_sizes", ["paper", "small"], "Sizes to measure: paper, small.")
 flags.DEFINE_list("bench_precisions", ["float32", "mixed_bfloat16"], "Keras dtype policies to measure.")
 flags.DEFINE_integer("bench_warmup", 2, "Steps before the clock starts (the first one traces).", lower_bound=1)
-flags.DEFINE_integer("bench_steps", 5, "Steps timed.", lower_bound=1)
+flags.DEFINE_integer("bench_steps", 5, "Steps timed; the median is reported.", lower_bound=1)
 flags.DEFINE_boolean("quick", False, "One tiny configuration, one warm-up and one timed step (a smoke test).")
 flags.DEFINE_string("bench_json", None, "Write the results here as JSON.")
 
@@ -189,14 +189,15 @@ def measure(name, size, precision):
     flops = count_flops(step.get_concrete_function(batch).graph)
     warmup, steps = (1, 1) if FLAGS.quick else (FLAGS.bench_warmup, FLAGS.bench_steps)
     for _ in range(warmup):
-        logs = step(batch)
-    float(logs["loss"])  # Wait for the step to finish.
-    start, start_cpu = time.perf_counter(), time.process_time()
+        float(step(batch)["loss"])  # Waits for the step to finish.
+    # The median of single steps: a step slowed down by other work on the machine is left out.
+    times, cpu_times = [], []
     for _ in range(steps):
-        logs = step(batch)
-    float(logs["loss"])
-    seconds = (time.perf_counter() - start) / steps
-    cpu_seconds = (time.process_time() - start_cpu) / steps
+        start, start_cpu = time.perf_counter(), time.process_time()
+        float(step(batch)["loss"])
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - start_cpu)
+    seconds, cpu_seconds = float(np.median(times)), float(np.median(cpu_times))
     keras.mixed_precision.set_dtype_policy("float32")
     return {
         "batch_size": config.batch_size, "resolution": config.resolution,
