@@ -63,3 +63,22 @@ def test_learning_benchmark_quick_mode_writes_its_json_and_plot(tmp_path):
     exports = tmp_path / "work" / "pace" / "seed0" / "export"
     assert json.loads((exports / "at_0" / "1" / "export_info.json").read_text())["checkpoint"] is None
     assert json.loads((exports / "at_2" / "1" / "export_info.json").read_text())["checkpoint"].endswith("ckpt-2")
+
+
+def test_train_step_benchmark_writes_its_report(tmp_path):
+    output = tmp_path / "train_step.json"
+    result = subprocess.run(
+        [
+            sys.executable, "benchmarks/train_step.py", "--quick", "--bench_methods=dpc",
+            "--bench_precisions=float32", f"--bench_json={output}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output) as f:
+        report = json.load(f)
+    (run,) = report["results"]
+    assert (run["method"], run["size"], run["precision"], run["batch_size"]) == ("dpc", "tiny", "float32", 2)
+    assert run["seconds_per_step"] > 0 and run["cpu_seconds_per_step"] > 0 and run["flops_per_step"] > 0
+    assert run["input_shapes"]["blocks"] == [2, 4, 2, 32, 32, 3]

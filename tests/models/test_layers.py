@@ -1,6 +1,12 @@
 """Tests of the shared layers against NumPy definitions."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfvssl.models import layers
@@ -73,6 +79,78 @@ def test_conv_pads_symmetrically_like_pytorch():
     assert y[0, 0, 0, 0, 0] == 1.0
 
 
+@pytest.mark.parametrize(
+    "kernel, strides, padding, shape",
+    [
+        ((3, 3, 3), 1, 1, (1, 5, 6, 6, 2)),  # TF "SAME" is symmetric here.
+        ((3, 3, 3), 2, 1, (1, 5, 8, 8, 2)),  # Not on the even axes: zeros concatenated.
+        ((3, 3, 3), 2, 1, (1, 5, 7, 7, 2)),  # Odd sizes: "SAME" again.
+        ((3, 7, 7), (1, 2, 2), (1, 3, 3), (1, 4, 8, 8, 2)),
+        ((3, 1, 1), (2, 1, 1), (1, 0, 0), (1, 4, 3, 3, 2)),
+        ((3, 3, 3), 1, (0, 1, 1), (1, 4, 5, 5, 2)),  # No time padding: not "SAME".
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 2, 8, 8, 2)),  # Per frame, zeros concatenated.
+        ((1, 3, 3), 1, (0, 1, 1), (1, 2, 6, 6, 2)),
+        ((1, 1, 1), (1, 2, 2), 0, (1, 2, 8, 8, 2)),
+        ((7, 7), 2, 3, (1, 8, 8, 2)),
+        ((3, 3), 2, 1, (1, 9, 9, 2)),
+    ],
+)
+def test_conv_equals_a_valid_convolution_of_the_zero_padded_input(kernel, strides, padding, shape):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    conv = layers.Conv(3, kernel, strides, padding)
+    y = conv(x).numpy()
+    pads = [(0, 0), *((p, p) for p in conv.padding), (0, 0)]
+    expected = tf.nn.convolution(np.pad(x, pads), conv.kernel, conv.strides, "VALID").numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, strides, padding", [((3, 3, 3), 2, 1), ((1, 3, 3), (1, 2, 2), (0, 1, 1))])
+def test_conv_pads_alike_when_the_sizes_are_unknown_until_run(kernel, strides, padding):
+    x = np.random.default_rng(0).normal(size=(1, 4, 8, 8, 2)).astype(np.float32)
+    conv = layers.Conv(3, kernel, strides, padding)
+    unknown_sizes = tf.function(conv, input_signature=[tf.TensorSpec([None, None, None, None, 2])])
+    np.testing.assert_allclose(unknown_sizes(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_training_step_through_convs_leaves_grappler_without_errors():
+    # A tf.pad in front of a Conv3D made Grappler's remapper fail on the gradient graph
+    # ("remapper failed: ... fanout '.../ShapeN' exist for missing node '.../Pad'").
+    script = textwrap.dedent(
+        """
+        import tensorflow as tf
+        from tfvssl.models import layers
+
+        convs = [
+            layers.Conv(4, (3, 3, 3), 2, 1), layers.Conv(4, (3, 3, 3), 1, 1), layers.Conv(4, (1, 3, 3), 2, (0, 1, 1)),
+        ]
+        x = tf.random.normal([2, 4, 8, 8, 3])
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                y = x
+                for conv in convs:
+                    y = tf.nn.relu(conv(y))
+                loss = tf.reduce_sum(y * y)
+            variables = [conv.kernel for conv in convs]
+            for variable, grad in zip(variables, tape.gradient(loss, variables)):
+                variable.assign_sub(1e-3 * grad)
+            return loss
+
+        print("loss", float(step()))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loss" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if "meta_optimizer" in line or "remapper" in line]
+    assert not errors, errors
+
+
 def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():
     norm = layers.NormOptions(always_batch_stats=True)("bn")
     x = tf.random.stateless_normal([8, 3], seed=[0, 1]) * 5.0 + 2.0
@@ -90,3 +168,29 @@ def test_batch_stats_norm_in_inference_uses_the_batch_and_keeps_moving_stats():
     plain = layers.NormOptions()("plain")
     plain.build(x.shape)
     np.testing.assert_allclose(plain(x, training=False), x / np.sqrt(1 + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 5, 5, 4), (6, 4)])
+def test_batch_norm_gradients_equal_those_of_the_textbook_formula(shape):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(1.0, 2.0, size=shape), tf.float32)
+    weights = tf.constant(rng.normal(size=shape), tf.float32)
+    norm = layers.BatchNorm()
+    norm.build(shape)
+    norm.gamma.assign(rng.normal(size=shape[-1:]))
+    norm.beta.assign(rng.normal(size=shape[-1:]))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.sin(norm(x, training=True)) * weights)
+    grads = tape.gradient(loss, [x, norm.gamma, norm.beta])
+
+    # The same loss differentiated op by op in float64.
+    x64, gamma, beta = (tf.cast(v, tf.float64) for v in (x, norm.gamma, norm.beta))
+    with tf.GradientTape() as tape:
+        tape.watch([x64, gamma, beta])
+        mean, variance = tf.nn.moments(x64, list(range(len(shape) - 1)))
+        y = (x64 - mean) / tf.sqrt(variance + 1e-5) * gamma + beta
+        loss = tf.reduce_sum(tf.sin(y) * tf.cast(weights, tf.float64))
+    expected = tape.gradient(loss, [x64, gamma, beta])
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)

@@ -64,12 +64,14 @@ def _triple(value, rank):
 
 @keras.saving.register_keras_serializable("tfvssl")
 class Conv(keras.layers.Layer):
-    """Convolution with explicit symmetric zero padding, 2-D or 3-D by `len(kernel_size)`.
+    """Convolution with PyTorch's symmetric zero padding, 2-D or 3-D by `len(kernel_size)`.
 
     The kernel is stored as `[kT, kH, kW, C_in, C_out]` (3-D) or `[kH, kW, C_in, C_out]`
     (2-D), the layout the PyTorch importer writes. A 3-D kernel with `kT == 1` and
     temporal stride 1 runs as a 2-D convolution over the `B*T` frames, which is faster on
-    CPUs and identical in result.
+    CPUs and identical in result. The padding is the conv op's "SAME" where that is
+    symmetric (always for stride 1); elsewhere (a stride of 2 over an even size) the input
+    gets zeros around it.
 
     Input `[B, T, H, W, C]` (3-D) or `[B, H, W, C]` (2-D); output likewise with `filters`
     channels.
@@ -112,18 +114,19 @@ class Conv(keras.layers.Layer):
             )
 
     def call(self, x):
-        if any(self.padding):
-            pads = [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
-            x = tf.pad(x, pads)
         kernel = tf.convert_to_tensor(self.kernel)
-        if self.rank == 2:
-            y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], "VALID")
-        elif self.kernel_size[0] == 1 and self.strides[0] == 1:
-            y = _per_frame(
-                lambda frames: tf.nn.conv2d(frames, kernel[0], [1, *self.strides[1:], 1], "VALID"), x
-            )
+        per_frame = self.rank == 3 and self.kernel_size[0] == 1 and self.strides[0] == 1
+        first = 1 if per_frame else 0  # A per-frame conv slides over H and W only.
+        kernel_size, strides = self.kernel_size[first:], self.strides[first:]
+        op_padding = _conv_padding(x.shape[1 + first : -1], kernel_size, strides, self.padding[first:])
+        if op_padding is None:
+            x, op_padding = _zero_pad(x, self.padding), "VALID"
+        if per_frame:
+            y = _per_frame(lambda frames: tf.nn.conv2d(frames, kernel[0], [1, *strides, 1], op_padding), x)
+        elif self.rank == 2:
+            y = tf.nn.conv2d(x, kernel, [1, *strides, 1], op_padding)
         else:
-            y = tf.nn.conv3d(x, kernel, [1, *self.strides, 1], "VALID")
+            y = tf.nn.conv3d(x, kernel, [1, *strides, 1], op_padding)
         if self.use_bias:
             y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
         return y
@@ -150,6 +153,47 @@ class Conv(keras.layers.Layer):
             ),
         )
         return config
+
+
+def _same_pads(size, kernel, stride):
+    """`(before, after)` zeros TF's "SAME" padding adds to an axis of `size` (None: unknown)."""
+    if stride == 1:
+        total = kernel - 1
+    elif size is None:
+        return None
+    else:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_padding(sizes, kernel_size, strides, padding):
+    """The conv op's `padding` for PyTorch's symmetric `padding` of axes of static `sizes`.
+
+    "VALID" without padding; "SAME" where TF's SAME padding is the symmetric one on every
+    axis (it puts an odd pixel at the end, so for a stride above 1 that depends on the
+    size; None sizes are unknown); otherwise None: the input needs zeros around it.
+    """
+    if not any(padding):
+        return "VALID"
+    if all(_same_pads(n, k, s) == (p, p) for n, k, s, p in zip(sizes, kernel_size, strides, padding)):
+        return "SAME"
+    return None
+
+
+def _zero_pad(x, padding):
+    """Pads the spatial axes of `[B, ..., C]` `x` with `padding[i]` zeros on both sides.
+
+    Concatenated zeros, not tf.pad: in front of a Conv3D a tf.pad breaks Grappler's
+    remapper on the training graph (it fuses the pad into the conv while the conv's
+    gradient still reads the pad's shape), and then the graph loses every other fusion.
+    Nor a conv's explicit padding: the 2-D one's gradients run without oneDNN, 3x slower.
+    """
+    for axis, pad in enumerate(padding, start=1):
+        if pad:
+            shape = tf.shape(x)
+            zeros = tf.zeros(tf.concat([shape[:axis], [pad], shape[axis + 1 :]], 0), x.dtype)
+            x = tf.concat([zeros, x, zeros], axis)
+    return x
 
 
 def _per_frame(fn, x):
@@ -268,44 +312,75 @@ class BatchNorm(keras.layers.BatchNormalization):
         dtype = tf.float64 if self.compute_dtype == "float64" else tf.float32
         x = tf.cast(inputs, dtype)
         update = bool(training) and self.trainable
-        if update or self.always_batch_stats:
-            mean, variance = self._moments(x, None)
-            if update:
-                count = tf.cast(tf.size(x) // tf.shape(x)[-1], dtype)
-                if self.synchronized:
-                    count *= tf.distribute.get_strategy().num_replicas_in_sync
-                unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-                self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-                self.moving_variance.assign(
-                    self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
-                )
+        channels = tf.shape(x)[-1:]
+        gamma = tf.cast(self.gamma, dtype) if self.scale else tf.ones(channels, dtype)
+        beta = tf.cast(self.beta, dtype) if self.center else tf.zeros(channels, dtype)
+        if (update or self.always_batch_stats) and not self.synchronized:
+            y, mean, variance = self._normalize_by_batch(x, gamma, beta)
         else:
-            mean = tf.cast(self.moving_mean, dtype)
-            variance = tf.cast(self.moving_variance, dtype)
-        gamma = tf.cast(self.gamma, dtype) if self.scale else None
-        beta = tf.cast(self.beta, dtype) if self.center else None
-        y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+            if update or self.always_batch_stats:
+                mean, variance = self._moments(x, None)
+            else:
+                mean = tf.cast(self.moving_mean, dtype)
+                variance = tf.cast(self.moving_variance, dtype)
+            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        if update:
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], dtype)
+            if self.synchronized:
+                count *= tf.distribute.get_strategy().num_replicas_in_sync
+            unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
+
+    def _normalize_by_batch(self, x, gamma, beta):
+        """`(y, mean, variance)`: float32 (or float64) `x` normalised by its own statistics (`_moments`).
+
+        The gradient is batch normalisation's closed form, dx = gamma / sigma * (dy -
+        mean(dy) - x_hat * mean(dy * x_hat)): a few passes over the activations, where
+        differentiating the staged means and the normalisation op by op takes about twice
+        as many (broadcasts, products and sums).
+        """
+
+        @tf.custom_gradient
+        def normalize(x, gamma, beta):
+            mean, variance = self._moments(x, None)
+            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+
+            def gradient(dy, dmean, dvariance):
+                del dmean, dvariance  # The statistics only feed the moving averages.
+                inv_std = tf.math.rsqrt(variance + self.epsilon)
+                x_hat = (x - mean) * inv_std
+                mean_dy, mean_dy_x_hat = self._mean(dy), self._mean(dy * x_hat)
+                count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+                dx = gamma * inv_std * (dy - mean_dy - x_hat * mean_dy_x_hat)
+                return dx, mean_dy_x_hat * count, mean_dy * count
+
+            return (y, mean, variance), gradient
+
+        return normalize(x, gamma, beta)
 
     def _moments(self, x, mask):
         """Per-channel mean and biased variance of `[B, ..., C]` float32 (or float64) `x`.
 
-        Summed in two stages, over the spatial axes and then over batch and time: one
-        float32 sum over all B*T*H*W values leaves ~1e-6 of error in the variance at 16k
-        values a channel (CPU), ten times PyTorch's (whose CPU kernels accumulate in
-        double); the staged sums are as accurate as PyTorch's. Synchronised statistics are
-        Keras' cross-replica ones.
+        Synchronised statistics are Keras' cross-replica ones; the others are `_mean`s.
         """
         if self.synchronized:
             return super()._moments(x, mask)
+        average = self._mean(x)
+        return average, self._mean(tf.math.squared_difference(x, tf.stop_gradient(average)))
+
+    def _mean(self, values):
+        """Per-channel mean of `[B, ..., C]` float32 `values`.
+
+        Summed in two stages, over the spatial axes and then over batch and time: one
+        float32 sum over all B*T*H*W values leaves ~1e-6 of error in the variance at 16k
+        values a channel (CPU), ten times PyTorch's (whose CPU kernels accumulate in
+        double); the staged sums are as accurate as PyTorch's.
+        """
         axes = list(self._reduction_axes)
         inner, outer = axes[2:], axes[:2]  # [B, T, H, W, C]: H and W, then B and T
-
-        def mean(values):
-            return tf.reduce_mean(tf.reduce_mean(values, axis=inner) if inner else values, axis=outer)
-
-        average = mean(x)
-        return average, mean(tf.math.squared_difference(x, tf.stop_gradient(average)))
+        return tf.reduce_mean(tf.reduce_mean(values, axis=inner) if inner else values, axis=outer)
 
     def get_config(self):
         config = super().get_config()
