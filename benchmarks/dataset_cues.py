@@ -18,6 +18,7 @@ A fair motion benchmark has `frame` and `still` at chance and `motion` well abov
 representation can only separate the classes by encoding motion. No TensorFlow involved.
 """
 
+import dataclasses
 import json
 import os
 
@@ -32,10 +33,29 @@ flags.DEFINE_float("cues_ridge", 10.0, "Ridge penalty of the linear classifier."
 FLAGS = flags.FLAGS
 GRID = 8
 
-# configs/bench/data.flags
-CONFIG = synthetic.SyntheticConfig(
-    num_classes=10, num_frames=64, resolution=64, train_videos_per_class=120, test_videos_per_class=30
-)
+DATA_FLAGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "bench", "data.flags")
+
+
+def bench_config(path=DATA_FLAGS):
+    """The `SyntheticConfig` of a flagfile of `--synthetic_*` flags (`configs/bench/data.flags`),
+    with the test split a quarter of the training split, as `tfvssl.pretrain` makes it."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("--synthetic_"):
+                name, value = line[len("--synthetic_"):].split("=", 1)
+                values[name] = value
+            elif line.startswith("--nosynthetic_"):
+                values[line[len("--nosynthetic_"):]] = "false"
+    fields = {field.name: field.type for field in dataclasses.fields(synthetic.SyntheticConfig)}
+    parse = {int: int, float: float, bool: lambda v: v.lower() in ("1", "true")}
+    config = {("train_videos_per_class" if k == "videos_per_class" else k): v for k, v in values.items()}
+    config = {k: parse[fields[k]](v) for k, v in config.items()}
+    return synthetic.SyntheticConfig(**config, test_videos_per_class=max(1, config["train_videos_per_class"] // 4))
+
+
+CONFIG = bench_config()
 
 
 def cells(images):

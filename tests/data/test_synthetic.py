@@ -47,6 +47,29 @@ def test_render_video_shape_dtype_and_determinism():
     assert video.std() > 10  # A textured scene, not a flat colour.
 
 
+def test_without_clutter_only_the_white_foreground_moves_on_a_flat_grey():
+    config = synthetic.SyntheticConfig(num_frames=8, resolution=32, clutter=False)
+
+    for class_index in range(config.num_classes):
+        video = synthetic.render_video(config, class_index, np.random.default_rng(class_index)).astype(int)
+
+        # Grey everywhere (R = G = B, up to JPEG-free rounding): no colour, no texture.
+        assert np.abs(video - video[..., :1]).max() == 0
+        background = video == round(synthetic._PLAIN_BACKGROUND)
+        assert 0.6 < background.mean() < 0.99  # Mostly background, some object.
+        # Blended pixels lie between the two greys; full-object pixels are white.
+        assert video.min() >= synthetic._PLAIN_BACKGROUND and video.max() == synthetic._PLAIN_OBJECT
+        # The object moves (every pattern but "still"): the frames differ.
+        assert np.abs(video[-1] - video[0]).max() > 50
+
+
+def test_clutter_is_in_the_cache_key_only_when_off():
+    assert "clutter" not in synthetic.config_dict(TINY)  # Caches made before the option stay valid.
+    plain = dataclasses.replace(TINY, clutter=False)
+    assert synthetic.config_dict(plain)["clutter"] is False
+    assert synthetic.default_dataset_path(plain) != synthetic.default_dataset_path(TINY)
+
+
 def test_iter_split_is_balanced_alternating_and_independent_of_the_split_size():
     videos = list(synthetic.iter_split(TINY, "train"))
     bigger = dataclasses.replace(TINY, train_videos_per_class=5)
@@ -162,8 +185,9 @@ def _motion_features(video):
     return np.concatenate([translation.mean(axis=0), np.abs(translation).mean(axis=0)])
 
 
-def test_classes_are_told_by_motion_not_by_appearance():
-    config = synthetic.SyntheticConfig(train_videos_per_class=24, num_frames=16, resolution=32)
+@pytest.mark.parametrize("clutter", [True, False])
+def test_classes_are_told_by_motion_not_by_appearance(clutter):
+    config = synthetic.SyntheticConfig(train_videos_per_class=24, num_frames=16, resolution=32, clutter=clutter)
     videos, labels = [], []
     for _, label, frames in synthetic.iter_split(config, "train"):
         videos.append(frames.astype(np.float64))

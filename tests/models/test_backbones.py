@@ -292,6 +292,26 @@ def test_factorised_widths_match_the_r21d_reference():
         assert backbone_layers.conv2plus1d_width(kernel, cin, cout) == width
 
 
+@pytest.mark.parametrize("name", ["r2d3d18", "r3d", "r21d", "resnet18_2d"])
+def test_narrow_backbones_scale_every_stage_and_keep_the_map_sizes(name):
+    clip_shape, stage4, stage5 = PAPER_SHAPES[name]
+    narrow = build_backbone(f"{name}_w16", clip_shape)
+
+    outputs = narrow.compute_output_spec(keras.KerasTensor((2, *clip_shape)))
+    assert tuple(outputs["stage4"].shape) == (2, *stage4[:-1], stage4[-1] // 4)
+    assert tuple(outputs["stage5"].shape) == (2, *stage5[:-1], stage5[-1] // 4)
+    # A quarter of the width: about a sixteenth of the weights.
+    count = sum(int(np.prod(weight.shape)) for weight in narrow.trainable_weights)
+    assert 1 / 20 < count / PARAMETERS[name] < 1 / 12
+
+
+def test_unknown_and_unscalable_backbone_names_are_clear():
+    with pytest.raises(ValueError, match=r"--backbone=r2d3d19: unknown backbone; choose one of .*r2d3d18"):
+        build_backbone("r2d3d19", (4, 32, 32, 3))
+    with pytest.raises(ValueError, match=r"--backbone=c3d_w16: unknown backbone.*<name>_w<channels> of r2d3d18"):
+        build_backbone("c3d_w16", (16, 112, 112, 3))
+
+
 def test_resnet18_2d_needs_a_known_channel_count():
     with pytest.raises(ValueError, match="known channel count"):
         build_backbone("resnet18_2d", (224, 224, None))

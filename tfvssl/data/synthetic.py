@@ -61,6 +61,9 @@ _DISTRACTOR_RADIUS = (0.05, 0.08)
 _SCALE_RANGE = (0.7, 1.4)
 _CAMERA_SHAKE = 0.02  # Largest camera offset.
 _MIN_CONTRAST = 80.0  # Least RGB distance between an object's colour and the background's.
+# Without clutter: white objects on a uniform grey, so that no colour or texture tells one
+# video (or one place in it) from another and instance-contrastive tasks must use motion.
+_PLAIN_BACKGROUND, _PLAIN_OBJECT = 96.0, 240.0
 
 
 @dataclasses.dataclass
@@ -88,6 +91,11 @@ class SyntheticConfig:
     oops: bool = dataclasses.field(
         default=False,
         metadata={"help": "Oops mode: each video's motion breaks at a recorded failure time."},
+    )
+    clutter: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "Distractor objects and a shaking camera; without, the foreground objects are "
+                          "the only thing that moves."},
     )
 
     def __post_init__(self):
@@ -124,12 +132,14 @@ class SyntheticConfig:
 def config_dict(config):
     """The config as `dataset_info.json` records it and the cache path hashes it.
 
-    `oops` appears only when set: datasets made before the oops mode existed keep their info
-    and their cache path.
+    `oops` appears only when set and `clutter` only when unset: datasets made before these
+    options existed keep their info and their cache path.
     """
     values = dataclasses.asdict(config)
     if not values["oops"]:
         del values["oops"]
+    if values["clutter"]:
+        del values["clutter"]
     return values
 
 
@@ -504,18 +514,23 @@ def render_video(config, class_index, rng, failure=None):
     objects = [
         (foreground(), rng.uniform(*_FOREGROUND_RADIUS)) for _ in range(rng.integers(1, 3))
     ]
-    objects += [
-        (_random_walk(rng, t), rng.uniform(*_DISTRACTOR_RADIUS)) for _ in range(rng.integers(2, 5))
-    ]
+    if config.clutter:
+        objects += [
+            (_random_walk(rng, t), rng.uniform(*_DISTRACTOR_RADIUS)) for _ in range(rng.integers(2, 5))
+        ]
     draw_order = rng.permutation(len(objects))
 
-    camera_x, camera_y = _camera_shake(rng, t)
-    frames, background_colors = _background(rng, size, camera_x, camera_y)
+    if config.clutter:
+        camera_x, camera_y = _camera_shake(rng, t)
+        frames, background_colors = _background(rng, size, camera_x, camera_y)
+    else:
+        camera_x = camera_y = np.zeros_like(t)
+        frames = np.full((num_frames, size, size, 3), _PLAIN_BACKGROUND, np.float32)
     shape_names = list(SHAPES)
     for index in draw_order:
         trajectory, radius = objects[index]
         shape = SHAPES[shape_names[rng.integers(len(shape_names))]]
-        color = _object_color(rng, background_colors)
+        color = _object_color(rng, background_colors) if config.clutter else np.full(3, _PLAIN_OBJECT)
         _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color)
     return np.round(frames).astype(np.uint8)
 

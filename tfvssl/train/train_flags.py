@@ -42,6 +42,11 @@ flags.DEFINE_boolean(
     "Embedded dataset in oops mode: each video's motion breaks at a recorded failure time (the data "
     "of tfvssl.oops); needs 3.2-30 s videos, e.g. --synthetic_num_frames=128.",
 )
+flags.DEFINE_boolean(
+    "synthetic_clutter", True,
+    "Embedded videos with distractor objects and a shaking camera; --nosynthetic_clutter: the "
+    "foreground objects are the only thing that moves.",
+)
 
 # ---- Optimisation ---------------------------------------------------------------------------
 flags.DEFINE_integer("train_steps", None, "Number of training steps. Default: recipe.", lower_bound=1)

@@ -44,15 +44,16 @@ def _basic_block(x, filters, stride, three_d, final_relu, norm, name):
     return y
 
 
-def _build(depth_name, input_shape, norm, name=None):
+def _build(depth_name, input_shape, norm, name=None, width=64):
     clips = keras.Input(shape=input_shape, name="clips")
-    x = _conv(64, (1, 7, 7), (1, 2, 2), (0, 3, 3), "conv1")(clips)
+    x = _conv(width, (1, 7, 7), (1, 2, 2), (0, 3, 3), "conv1")(clips)
     x = norm("bn1")(x)
     x = keras.layers.ReLU(name="relu")(x)
     x = layers.MaxPool((1, 3, 3), (1, 2, 2), (0, 1, 1), name="maxpool")(x)
     outputs = {}
     blocks = _DEPTHS[depth_name]
     for stage, (num_blocks, filters) in enumerate(zip(blocks, _CHANNELS), start=1):
+        filters = filters * width // 64
         for index in range(num_blocks):
             last = stage == 4 and index == num_blocks - 1
             x = _basic_block(
@@ -70,11 +71,11 @@ def _build(depth_name, input_shape, norm, name=None):
     )
 
 
-def r2d3d18(input_shape, *, norm=layers.NormOptions(), name=None):
-    """ResNet-18-2D3D: 14,057,536 trainable parameters."""
-    return _build("r2d3d18", input_shape, norm, name)
+def r2d3d18(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """ResNet-18-2D3D: 14,057,536 trainable parameters (`width` 64)."""
+    return _build("r2d3d18", input_shape, norm, name, width)
 
 
-def r2d3d34(input_shape, *, norm=layers.NormOptions(), name=None):
-    """ResNet-34-2D3D: 32,422,208 trainable parameters."""
-    return _build("r2d3d34", input_shape, norm, name)
+def r2d3d34(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """ResNet-34-2D3D: 32,422,208 trainable parameters (`width` 64)."""
+    return _build("r2d3d34", input_shape, norm, name, width)

@@ -47,7 +47,7 @@ def _res_block(x, filters, downsample, conv, norm, name):
     return keras.layers.ReLU(name=f"{name}_outrelu")(y)
 
 
-def _build(input_shape, layer_sizes, conv, norm, name):
+def _build(input_shape, layer_sizes, conv, norm, name, width=64):
     """The ResNet skeleton with `layer_sizes` blocks per stage and `conv` as its convolution.
 
     Args:
@@ -56,6 +56,7 @@ def _build(input_shape, layer_sizes, conv, norm, name):
       conv: `_conv3d` (R3D) or `backbone_layers.conv2plus1d` (R(2+1)D).
       norm: how the BatchNorm layers are built.
       name: model name.
+      width: channels of the stem and conv2 (64); every stage scales with it.
 
     Returns:
       A functional model from `[B, T, H, W, C]` float clips to the conv4 and conv5 maps
@@ -63,11 +64,12 @@ def _build(input_shape, layer_sizes, conv, norm, name):
       rounded up).
     """
     clips = keras.Input(shape=input_shape, name="clips")
-    x = conv(clips, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), norm, "conv1")
+    x = conv(clips, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), norm, "conv1")
     x = norm("bn1")(x)
     x = keras.layers.ReLU(name="relu1")(x)
     outputs = {}
     for stage, (num_blocks, filters) in enumerate(zip(layer_sizes, _CHANNELS), start=2):
+        filters = filters * width // 64
         for index in range(num_blocks):
             # The original keeps the first block as `block1` and the rest in a ModuleList.
             block = f"conv{stage}_block1" if index == 0 else f"conv{stage}_blocks_{index - 1}"
@@ -76,22 +78,22 @@ def _build(input_shape, layer_sizes, conv, norm, name):
     return keras.Model(clips, {"stage4": outputs[4], "stage5": outputs[5]}, name=name)
 
 
-def r3d(input_shape, *, norm=layers.NormOptions(), name=None):
-    """R3D, one block per stage (VCOP/Pace): 14,361,792 trainable parameters."""
-    return _build(input_shape, (1, 1, 1, 1), _conv3d, norm, name or "r3d")
+def r3d(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """R3D, one block per stage (VCOP/Pace): 14,361,792 trainable parameters (`width` 64)."""
+    return _build(input_shape, (1, 1, 1, 1), _conv3d, norm, name or "r3d", width)
 
 
-def r3d18(input_shape, *, norm=layers.NormOptions(), name=None):
-    """R3D-18, two blocks per stage: 33,166,272 trainable parameters."""
-    return _build(input_shape, (2, 2, 2, 2), _conv3d, norm, name or "r3d18")
+def r3d18(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """R3D-18, two blocks per stage: 33,166,272 trainable parameters (`width` 64)."""
+    return _build(input_shape, (2, 2, 2, 2), _conv3d, norm, name or "r3d18", width)
 
 
-def r21d(input_shape, *, norm=layers.NormOptions(), name=None):
-    """R(2+1)D, one block per stage (VCOP/Pace): 14,365,303 trainable parameters."""
-    return _build(input_shape, (1, 1, 1, 1), backbone_layers.conv2plus1d, norm, name or "r21d")
+def r21d(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """R(2+1)D, one block per stage (VCOP/Pace): 14,365,303 trainable parameters (`width` 64)."""
+    return _build(input_shape, (1, 1, 1, 1), backbone_layers.conv2plus1d, norm, name or "r21d", width)
 
 
-def r21d18(input_shape, *, norm=layers.NormOptions(), name=None):
-    """R(2+1)D-18, two blocks per stage: 33,178,423 trainable parameters."""
-    return _build(input_shape, (2, 2, 2, 2), backbone_layers.conv2plus1d, norm, name or "r21d18")
+def r21d18(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
+    """R(2+1)D-18, two blocks per stage: 33,178,423 trainable parameters (`width` 64)."""
+    return _build(input_shape, (2, 2, 2, 2), backbone_layers.conv2plus1d, norm, name or "r21d18", width)
 

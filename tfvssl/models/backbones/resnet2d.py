@@ -42,13 +42,14 @@ def _basic_block(x, filters, stride, norm, name):
     return keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
-def resnet18_2d(input_shape, *, norm=layers.NormOptions(), name=None):
+def resnet18_2d(input_shape, *, norm=layers.NormOptions(), name=None, width=64):
     """ResNet-18 (2-D): 11,176,512 trainable parameters for 3 input channels, 11,261,184 for 30.
 
     Args:
       input_shape: `(H, W, C*F)`; H and W may be None, the channel count must be known.
       norm: how the BatchNorm layers are built.
       name: model name (default "resnet18_2d").
+      width: channels of the stem and layer1 (64); every stage scales with it.
 
     Returns:
       A functional model from `[B, H, W, C*F]` float frame stacks to
@@ -62,12 +63,13 @@ def resnet18_2d(input_shape, *, norm=layers.NormOptions(), name=None):
             f"resnet18_2d takes input_shape (H, W, C*F) with a known channel count, got {input_shape}"
         )
     frames = keras.Input(shape=input_shape, name="frames")
-    x = _conv(64, (7, 7), 2, 3, "conv1")(frames)
+    x = _conv(width, (7, 7), 2, 3, "conv1")(frames)
     x = norm("bn1")(x)
     x = keras.layers.ReLU(name="relu")(x)
     x = layers.MaxPool((3, 3), 2, 1, name="maxpool")(x)
     outputs = {}
     for stage, (num_blocks, filters) in enumerate(zip(_BLOCKS, _CHANNELS), start=1):
+        filters = filters * width // 64
         for index in range(num_blocks):
             stride = 2 if stage > 1 and index == 0 else 1
             x = _basic_block(x, filters, stride, norm, f"layer{stage}_{index}")
