@@ -12,7 +12,8 @@ hand-made features of the training videos, scored on the test videos:
 - `still`: the static content of the whole video: the mean frame's 8x8 thumbnail;
 - `motion`: a crude optical flow: on an 8x8 grid, the means over the video of the grey
   temporal gradient times the spatial gradients (It*Ix, It*Iy: signed, they follow the
-  direction of motion) and of |It|.
+  direction of motion) and of |It|;
+- `pooled_motion`: the same three means over the whole frame (three numbers a video).
 
 A fair motion benchmark has `frame` and `still` at chance and `motion` well above it: then a
 representation can only separate the classes by encoding motion. No TensorFlow involved.
@@ -79,6 +80,9 @@ def features(frames):
         "motion": np.concatenate([
             cells(temporal * dx).mean(axis=0), cells(temporal * dy).mean(axis=0), cells(np.abs(temporal)).mean(axis=0),
         ]),
+        # The same three measures averaged over the whole frame: what survives the global
+        # pooling every encoder's embedding ends with.
+        "pooled_motion": np.array([(temporal * dx).mean(), (temporal * dy).mean(), np.abs(temporal).mean()]),
     }
 
 
