@@ -16,7 +16,7 @@ def numpy_cross_entropy(logits, labels):
 def numpy_top_k(logits, labels, k):
     # Rank of the label's logit among its row (0 = highest); ties counted against.
     label_logits = logits[np.arange(len(labels)), labels][:, None]
-    return float(np.mean((logits > label_logits).sum(axis=1) < k))
+    return float(np.mean((logits >= label_logits).sum(axis=1) - 1 < k))
 
 
 def test_dense_predictive_nce_matches_numpy():
@@ -39,6 +39,24 @@ def test_dense_predictive_nce_matches_numpy():
         assert float(losses.top_k_accuracy(out["logits"], out["labels"], k)) == pytest.approx(
             numpy_top_k(logits, labels, k)
         )
+
+
+def test_top_k_accuracy_counts_ties_against_the_label():
+    equal = tf.zeros([4, 6])
+    assert float(losses.top_k_accuracy(equal, [0, 1, 2, 3], 1)) == 0.0  # in_top_k says 1.0.
+    assert float(losses.top_k_accuracy(equal, [0, 1, 2, 3], 6)) == 1.0
+    # Ties among the other logits do not matter; one tie with the label's costs a rank.
+    logits = tf.constant([[3.0, 1.0, 1.0, 0.0], [2.0, 2.0, 1.0, 0.0], [0.0, 1.0, np.nan, 5.0]])
+    assert float(losses.top_k_accuracy(logits, [0, 0, 2], 1)) == pytest.approx(1 / 3)
+    assert float(losses.top_k_accuracy(logits, [0, 0, 2], 2)) == pytest.approx(2 / 3)  # NaN never hits.
+
+
+def test_top_k_accuracy_equals_in_top_k_without_ties():
+    logits = np.random.default_rng(0).normal(size=(50, 20)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(20, size=50)
+    for k in (1, 3, 5):
+        expected = np.mean(tf.math.in_top_k(labels, logits, k).numpy())
+        assert float(losses.top_k_accuracy(logits, labels, k)) == pytest.approx(expected)
 
 
 def test_info_nce_temperature_scales_logits():

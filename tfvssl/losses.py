@@ -56,9 +56,16 @@ def info_nce(queries, keys, positives, temperature=None):
 
 
 def top_k_accuracy(logits, labels, k):
-    """Fraction of rows whose label is among the `k` highest logits. `logits` `[M, K]`."""
-    k = min(k, logits.shape[-1]) if logits.shape[-1] is not None else k
-    hits = tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(logits, tf.float32), k)
+    """Fraction of rows whose label's logit is finite and beaten or tied by fewer than `k`
+    others. `logits` `[M, K]`, `labels` `[M]`.
+
+    Ties count against the label (unlike `tf.math.in_top_k`), so that a model with equal
+    logits everywhere, e.g. zero-initialised predictors, scores 0 rather than 1.
+    """
+    logits = tf.cast(logits, tf.float32)
+    target = tf.gather(logits, tf.cast(labels, tf.int32), axis=1, batch_dims=1)  # [M]
+    rivals = tf.reduce_sum(tf.cast(logits >= target[:, None], tf.int32), axis=1) - 1
+    hits = tf.logical_and(rivals < k, tf.math.is_finite(target))
     return tf.reduce_mean(tf.cast(hits, tf.float32))
 
 

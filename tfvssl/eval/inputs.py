@@ -246,17 +246,30 @@ def training_dataset(files, method, batch_size, seed, video_indices=None, shuffl
 
     Returns:
       A `tf.data.Dataset` of `(clips float32 [B, *clip_shape], labels int64 [B])`; each epoch
-      holds one clip per video.
+      holds one clip per video (videos that fail to decode are skipped).
+
+    Raises:
+      ValueError: when no video of `files` makes a clip (the endless stream would otherwise
+        skip failures for ever without yielding a batch).
     """
-    dataset = indexed_records(files, video_indices).map(lambda index, record: record)
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    videos = indexed_records(files, video_indices).map(lambda index, record: record)
 
     def make(offset, record):
         video = records.parse_sequence_example(record, method.modalities)
         clip = train_clip(method, video, pipeline.element_seed(seed, 0, offset))
         return clip, video["label"]
 
-    dataset = dataset.enumerate().map(make, num_parallel_calls=AUTOTUNE).ignore_errors()
+    def clips(stream):
+        return stream.enumerate().map(make, num_parallel_calls=AUTOTUNE).ignore_errors()
+
+    # One pass that stops at the first clip made: cheap when the data is sound, one bounded
+    # epoch when it is not.
+    if not list(clips(videos).take(1)):
+        raise ValueError(
+            f"no training clip could be made from any of the {method.name} videos in {', '.join(files)}: "
+            "every record failed to decode (see `python -m tfvssl.prepare --verify`)"
+        )
+    dataset = clips(videos.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat())
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
