@@ -16,16 +16,17 @@ hand-made features of the training videos, scored on the test videos:
 - `pooled_motion`: the same three means over the whole frame (three numbers a video).
 
 A fair motion benchmark has `frame` and `still` at chance and `motion` well above it: then a
-representation can only separate the classes by encoding motion. No TensorFlow involved.
+representation can only separate the classes by encoding motion. The features and the
+classifier are NumPy.
 """
 
-import dataclasses
 import json
 import os
 
 import numpy as np
 from absl import app, flags
 
+from tfvssl import pretrain  # Defines the --synthetic_* flags of configs/bench/data.flags.
 from tfvssl.data import synthetic
 
 flags.DEFINE_string("cues_json", None, "Write the accuracies here as JSON.")
@@ -35,28 +36,6 @@ FLAGS = flags.FLAGS
 GRID = 8
 
 DATA_FLAGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "bench", "data.flags")
-
-
-def bench_config(path=DATA_FLAGS):
-    """The `SyntheticConfig` of a flagfile of `--synthetic_*` flags (`configs/bench/data.flags`),
-    with the test split a quarter of the training split, as `tfvssl.pretrain` makes it."""
-    values = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("--synthetic_"):
-                name, value = line[len("--synthetic_"):].split("=", 1)
-                values[name] = value
-            elif line.startswith("--nosynthetic_"):
-                values[line[len("--nosynthetic_"):]] = "false"
-    fields = {field.name: field.type for field in dataclasses.fields(synthetic.SyntheticConfig)}
-    parse = {int: int, float: float, bool: lambda v: v.lower() in ("1", "true")}
-    config = {("train_videos_per_class" if k == "videos_per_class" else k): v for k, v in values.items()}
-    config = {k: parse[fields[k]](v) for k, v in config.items()}
-    return synthetic.SyntheticConfig(**config, test_videos_per_class=max(1, config["train_videos_per_class"] // 4))
-
-
-CONFIG = bench_config()
 
 
 def cells(images):
@@ -86,35 +65,39 @@ def features(frames):
     }
 
 
-def split_features(split):
-    """`({name: [V, D]}, [V] labels)` of every video of `split`."""
+def split_features(config, split):
+    """`({name: [V, D]}, [V] labels)` of every video of `split` of the `SyntheticConfig`."""
     rows, labels = [], []
-    for _, label, frames in synthetic.iter_split(CONFIG, split):
+    for _, label, frames in synthetic.iter_split(config, split):
         rows.append(features(frames))
         labels.append(label)
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}, np.array(labels)
 
 
-def ridge_accuracy(train, train_labels, test, test_labels, penalty):
+def ridge_accuracy(train, train_labels, test, test_labels, num_classes, penalty):
     """Top-1 of a one-vs-rest ridge classifier fit on standardised `train`, scored on `test`."""
     mean, std = train.mean(axis=0), train.std(axis=0) + 1e-8
     x, x_test = (train - mean) / std, (test - mean) / std
     x, x_test = np.pad(x, [(0, 0), (0, 1)], constant_values=1), np.pad(x_test, [(0, 0), (0, 1)], constant_values=1)
-    targets = np.eye(CONFIG.num_classes)[train_labels]
+    targets = np.eye(num_classes)[train_labels]
     weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ targets)
     return float(np.mean(np.argmax(x_test @ weights, axis=1) == test_labels))
 
 
 def main(argv):
-    del argv
-    train, train_labels = split_features("train")
-    test, test_labels = split_features("test")
+    # The benchmark's dataset, as `tfvssl.pretrain` makes it from the same flagfile.
+    FLAGS([argv[0], f"--flagfile={DATA_FLAGS}"], known_only=True)
+    config = pretrain.synthetic_config(FLAGS)
+    train, train_labels = split_features(config, "train")
+    test, test_labels = split_features(config, "test")
     report = {
-        "chance": 1 / CONFIG.num_classes,
+        "chance": 1 / config.num_classes,
         "num_train": len(train_labels),
         "num_test": len(test_labels),
         "top1": {
-            name: ridge_accuracy(train[name], train_labels, test[name], test_labels, FLAGS.cues_ridge)
+            name: ridge_accuracy(
+                train[name], train_labels, test[name], test_labels, config.num_classes, FLAGS.cues_ridge
+            )
             for name in train
         },
     }

@@ -9,6 +9,8 @@ drawn from the same distribution for every class, and every pattern keeps that
 distribution the same at every frame (uniform position on the torus the objects move on,
 uniform orientation, the same size law), so no single frame tells the class: only motion
 does. A frozen random encoder therefore does poorly and a good video representation well.
+Without clutter (`clutter=False`, `--noclutter`) the same foreground objects move, white, on a
+flat grey, with no distractors and no camera shake.
 
 Everything is deterministic by seed (see `iter_split`).
 
@@ -94,8 +96,8 @@ class SyntheticConfig:
     )
     clutter: bool = dataclasses.field(
         default=True,
-        metadata={"help": "Distractor objects and a shaking camera; without, the foreground objects are "
-                          "the only thing that moves."},
+        metadata={"help": "Textured backgrounds, coloured objects, distractors and a shaking camera; "
+                          "without: white objects on a flat grey, the only thing that moves."},
     )
 
     def __post_init__(self):

@@ -44,8 +44,8 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_boolean(
     "synthetic_clutter", True,
-    "Embedded videos with distractor objects and a shaking camera; --nosynthetic_clutter: the "
-    "foreground objects are the only thing that moves.",
+    "Embedded videos with textured backgrounds, coloured objects, distractors and a shaking camera; "
+    "--nosynthetic_clutter: white objects on a flat grey, the only thing that moves.",
 )
 
 # ---- Optimisation ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ has N channels where the paper's has 64 (stem and first stage), every stage scal
 
 import re
 
-
 from tfvssl.models.backbones import c3d, r2d3d, r3d, resnet2d, s3dg
 from tfvssl.models.layers import NormOptions
 
