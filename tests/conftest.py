@@ -111,6 +111,14 @@ def configured_method(method_cls, *args):
         return method_cls(train_flags.resolve_config(flags.FLAGS, method_cls))
 
 
+def model_inputs(method, video, seed):
+    """What the model sees of one video: `method.train_example`, then `batch_augment` on a
+    batch of one, the batch dimension dropped."""
+    example = method.train_example(video, seed)
+    batch = method.batch_augment(tf.nest.map_structure(lambda value: value[None], example))
+    return {name: value[0] for name, value in batch.items()}
+
+
 def coded_video(num_frames, level, size=16):
     """A parsed record whose frame k is the flat grey `level * k`: the frame index can be read
     back from the decoded pixels."""

@@ -562,3 +562,48 @@ def test_crop_window_is_the_window_random_crop_takes():
     np.testing.assert_array_equal(
         augment.random_crop(clip, (5, 6), seed), clip[:, top : top + height, left : left + width]
     )
+
+
+@pytest.mark.parametrize(
+    "frame, region, resized, offset, crop, antialias, flip",
+    [
+        ((24, 32), (0, 0, 24, 32), (13, 17), (1, 4), (11, 11), True, False),  # VCOP: downscale, crop.
+        ((24, 32), (0, 0, 24, 32), (13, 17), (2, 3), (11, 11), False, True),  # Pace: no antialias, flip.
+        ((24, 32), (3, 5, 20, 20), (23, 23), (0, 0), (23, 23), True, False),  # Temporal CPC: crop, upscale.
+        ((24, 32), (0, 0, 24, 32), (9, 12), (0, 2), (9, 9), True, True),  # DPC's fallback: centre crop.
+    ],
+)
+def test_resize_plan_is_resize_then_crop_then_flip(frame, region, resized, offset, crop, antialias, flip):
+    clip = tf.cast(tf.random.stateless_uniform([2, *frame, 3], [4, 4], maxval=256, dtype=tf.int32), tf.uint8)
+    top, left, height, width = region
+    expected = augment.resize(clip[:, top : top + height, left : left + width], resized, antialias=antialias)
+    expected = expected[:, offset[0] : offset[0] + crop[0], offset[1] : offset[1] + crop[1]]
+    if flip:
+        expected = tf.reverse(expected, axis=[2])
+    windows, rows, cols = augment.resize_plan(frame, [region], resized, [offset], crop, antialias, tf.constant([flip]))
+    top, left, height, width = (int(v) for v in windows[0])
+    assert rows.shape == (1, crop[0], height) and cols.shape == (1, crop[1], width)
+    # The window holds exactly the source pixels with a weight: its edges carry weight.
+    assert np.all(np.abs(rows[0]).sum(axis=0)[[0, -1]] > 0) and np.all(np.abs(cols[0]).sum(axis=0)[[0, -1]] > 0)
+    resized_clip = augment.apply_resize_plan(clip[None, :, top : top + height, left : left + width], rows, cols)[0]
+    difference = np.abs(resized_clip.numpy().astype(int) - expected.numpy().astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01  # Float rounding at half levels.
+
+
+def test_resize_plan_windows_share_one_size_and_padding_has_no_weight():
+    frame = tf.cast(tf.random.stateless_uniform([1, 30, 40, 3], [5, 5], maxval=256, dtype=tf.int32), tf.uint8)
+    offsets = [[0, 0], [3, 7], [5, 11]]  # Three clips, each its own crop of the 16 x 22 resize.
+    windows, rows, cols = augment.resize_plan((30, 40), [[0, 0, 30, 40]] * 3, (16, 22), offsets, 11)
+    assert len({tuple(size) for size in windows[:, 2:].numpy()}) == 1
+    clips = tf.stack([frame[:, t : t + h, x : x + w] for t, x, h, w in windows.numpy()])  # [3, 1, h, w, 3]
+    plain = augment.apply_resize_plan(clips, rows, cols)
+    # Batched beside a larger window, a window is padded (whatever the values: the batch pads
+    # with zeros) and its weights with zeros.
+    padded = augment.apply_resize_plan(
+        tf.pad(clips, [[0, 0], [0, 0], [0, 4], [0, 6], [0, 0]], constant_values=255),
+        tf.pad(rows, [[0, 0], [0, 0], [0, 4]]), tf.pad(cols, [[0, 0], [0, 0], [0, 6]]),
+    )
+    np.testing.assert_array_equal(padded, plain)
+    for clip, (top, left) in zip(plain, offsets):
+        expected = augment.resize(frame, (16, 22))[:, top : top + 11, left : left + 11]
+        assert np.abs(clip.numpy().astype(int) - expected.numpy().astype(int)).max() <= 1

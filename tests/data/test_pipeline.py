@@ -25,6 +25,35 @@ def test_decode_frames_decodes_only_the_given_frames_and_window():
     window = pipeline.decode_frames(jpegs, tf.constant([2]), crop_window=(3, 4, 4, 6))
     whole = pipeline.decode_frames(jpegs, tf.constant([2]))
     np.testing.assert_array_equal(window, whole[:, 3:7, 4:10])
+    # One window per frame, all of one size.
+    windows = pipeline.decode_frames(jpegs, tf.constant([2, 3]), crop_window=tf.constant([[3, 4, 4, 6], [0, 1, 4, 6]]))
+    wholes = pipeline.decode_frames(jpegs, tf.constant([2, 3]))
+    np.testing.assert_array_equal(windows, tf.stack([wholes[0, 3:7, 4:10], wholes[1, 0:4, 1:7]]))
+
+
+@pytest.mark.parametrize("method_name, flags", [
+    ("vcop", ["--clip_length=2", "--clip_interval=1", "--tuple_length=2", "--resolution=8", "--frame_size=10,12"]),
+    ("pace", ["--clip_length=2", "--resolution=8", "--frame_size=10,12", "--paces=1,2", "--pace_jitter_prob=0"]),
+])
+def test_videos_of_different_frame_sizes_batch_together(tmp_path, method_name, flags):
+    # Resizes planned in the pipeline carry each video's window, whose size follows its
+    # frames: the batch pads them, and the training step's batch is the recipe's size.
+    sizes = [(16, 20), (30, 24), (12, 40)]
+    with records.ShardWriter(str(tmp_path), "train", 9) as writer:
+        for index, (height, width) in enumerate(sizes):
+            jpeg = records.encode_jpeg(np.full((height, width, 3), 60 * index + 30, np.uint8))
+            writer.write(records.make_sequence_example({"rgb": [jpeg] * 6}, filename=f"video{index}"))
+    method = configured_method(methods.get_method(method_name), *flags)
+    dataset = pipeline.training_dataset(records.list_shards(str(tmp_path), "train"), method, 3, shuffle_buffer=1)
+    batch = next(iter(dataset))
+    batch.pop("position")
+    inputs = method.batch_augment(batch)
+    clips = inputs["tuple" if method_name == "vcop" else "clips"].numpy()
+    assert clips.shape == (3, 2, 2, 8, 8, 3)
+    # Each video keeps its own flat grey through padding and resizing (VCOP scales to [0, 1]).
+    values = clips.reshape(3, -1) * (255.0 if method_name == "vcop" else 1.0)
+    np.testing.assert_allclose(np.sort(values.mean(axis=1)), [30, 90, 150], atol=1e-3)
+    assert np.ptp(values, axis=1).max() < 1e-3
 
 
 # ---- Faults: the stream never hangs and counts what it cannot read ---------------------------

@@ -30,9 +30,9 @@ def coded_video(num_frames):
 
 
 def examples(method, video, count):
-    """`count` training examples with seeds (i, 0), computed in a tf.data graph."""
+    """The model inputs of `count` training examples with seeds (i, 0), in a tf.data graph."""
     seeds = tf.data.Dataset.range(count).map(lambda i: tf.stack([i, tf.constant(0, tf.int64)]))
-    return list(seeds.map(lambda seed: method.train_example(video, seed)).as_numpy_iterator())
+    return list(seeds.map(lambda seed: conftest.model_inputs(method, video, seed)).as_numpy_iterator())
 
 
 def authors_loop(start, pace_value, num_frames, clip_length):
@@ -208,7 +208,11 @@ def test_eval_clip_is_raw_0_255_and_bgr_on_request(bgr, expected):
 def test_batch_augment_jitters_every_frame_with_its_own_draw_and_keeps_0_255():
     method = make_method("--clip_length=4", "--resolution=8", "--frame_size=12,16", "--pace_color_jitter=0.8,0,0,0")
     clips = tf.fill([2, 2, 4, 8, 8, 3], tf.constant(100, tf.uint8))  # [B, K, T, R, R, 3]
-    batch = {"clips": clips, "pace": tf.constant([[0, 1], [2, 3]]), "color_seed": tf.constant([[1, 2], [3, 4]])}
+    identity = tf.eye(8, batch_shape=[2, 2])  # The resize plans of windows already cropped.
+    batch = {
+        "clips": clips, "rows": identity, "cols": identity, "pace": tf.constant([[0, 1], [2, 3]]),
+        "color_seed": tf.constant([[1, 2], [3, 4]]),
+    }
     out = method.batch_augment(batch)
     assert out["clips"].shape == clips.shape and out["clips"].dtype == tf.float32
     np.testing.assert_array_equal(out["pace"], batch["pace"])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest
 from conftest import configured_method
 from tfvssl import methods
 from tfvssl.data import records
@@ -151,8 +152,7 @@ def video(request):
 
 def model_input(tcp_method, video, seed):
     """`train_example` then `batch_augment` on a batch of one: `[T, R, R, C*F]`."""
-    example = tcp_method.train_example(video, seed)
-    return tcp_method.batch_augment(tf.nest.map_structure(lambda x: x[None], example))["segments"][0].numpy()
+    return conftest.model_inputs(tcp_method, video, seed)["segments"].numpy()
 
 
 def test_train_example_stacks_segments_with_a_crop_each(video):

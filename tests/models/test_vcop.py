@@ -30,7 +30,7 @@ def test_label_is_the_index_of_the_shuffled_order_and_every_order_is_equally_fre
     orders = list(itertools.permutations(range(3)))
     seeds = tf.data.Dataset.range(600).map(lambda i: tf.stack([i, tf.constant(1, tf.int64)]))
     video = coded_video(40)
-    stream = seeds.map(lambda seed: method.train_example(video, seed))
+    stream = seeds.map(lambda seed: conftest.model_inputs(method, video, seed))
     labels = collections.Counter()
     for example in stream.as_numpy_iterator():
         assert example["tuple"].shape == (3, 3, 12, 12, 3)

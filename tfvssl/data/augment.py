@@ -86,8 +86,9 @@ def _crop(clip, top, left, height, width):
     return window
 
 
-def _center_offset(length, crop_length):
-    # Python 3's round() as in torchvision's CenterCrop: tf.round rounds half to even too.
+def center_offset(length, crop_length):
+    """The offset of a centred crop, rounded half to even (Python 3's round(), as
+    torchvision's CenterCrop; tf.round rounds half to even too)."""
     return tf.cast(tf.round(tf.cast(length - crop_length, tf.float32) / 2.0), tf.int32)
 
 
@@ -162,8 +163,8 @@ def center_crop(clip, size):
       `[T, height, width, C]`, the input dtype.
     """
     height, width = _pair(size)
-    top = _center_offset(tf.shape(clip)[1], height)
-    left = _center_offset(tf.shape(clip)[2], width)
+    top = center_offset(tf.shape(clip)[1], height)
+    left = center_offset(tf.shape(clip)[2], width)
     return _crop(clip, top, left, height, width)
 
 
@@ -356,11 +357,12 @@ def random_flip(clip, seed, prob=0.5):
     Returns:
       `[T, H, W, C]`, the input dtype.
     """
-    flip = _draw_flip(seed, prob)
+    flip = draw_flip(seed, prob)
     return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
 
 
-def _draw_flip(seed, prob):
+def draw_flip(seed, prob=0.5):
+    """`random_flip`'s draw: a bool scalar, True with probability `prob`."""
     _check_probability(prob)
     return tf.random.stateless_uniform([], seed) < prob
 
@@ -384,10 +386,105 @@ def resize_nearest_and_flip(clip, size, flip_seed, prob=0.5):
     height, width = _pair(size)
     rows = _nearest_indices(tf.shape(clip)[1], height)
     cols = _nearest_indices(tf.shape(clip)[2], width)
-    cols = tf.where(_draw_flip(flip_seed, prob), tf.reverse(cols, axis=[0]), cols)
+    cols = tf.where(draw_flip(flip_seed, prob), tf.reverse(cols, axis=[0]), cols)
     resized = _gather_pixels(clip, rows, cols)
     resized.set_shape([clip.shape[0], tf.get_static_value(height), tf.get_static_value(width), clip.shape[3]])
     return resized
+
+
+# ----------------------------------------------------------------------------------------
+# Deferred resizing: planned per clip in the input pipeline, run per batch in the step
+# ----------------------------------------------------------------------------------------
+
+
+def resize_plan(frame_size, regions, resized_size, crop_offsets, crop_size, antialias=True, flips=None):
+    """Plans `crop(resize(region))` of K clips, to run later on a batch (`apply_resize_plan`).
+
+    A bilinear resize is separable and linear: each output row is a weighted sum of source
+    rows, each output column of source columns. So resizing a region of a frame to
+    `resized_size`, cropping it and flipping it is `rows @ frame @ cols^T` for two small
+    weight matrices, and only the source pixels with a weight need decoding. The input
+    pipeline draws the windows and matrices and decodes only the windows; the batched
+    training step multiplies (`apply_resize_plan`), on the accelerator. The weights are
+    those of `tf.image.resize` (half-pixel centres; with `antialias`, the triangle widened
+    by the downscaling factor, as `ScaleAndTranslate` and PIL), so the result is `resize`
+    followed by `_crop` and `tf.reverse`, to float rounding.
+
+    Args:
+      frame_size: `(height, width)` of the source frames, int32 scalars.
+      regions: int32 `[K, 4]`, (top, left, height, width) of the part of the frame each
+        clip resizes (the whole frame, or a crop taken before the resize).
+      resized_size: `(height, width)` the regions are resized to, ints or int32 scalars.
+      crop_offsets: int32 `[K, 2]`, (top, left) of each clip's crop in its resized region.
+      crop_size: `(height, width)` of the crops (ints: the output size).
+      antialias: PIL-style filtering when downscaling.
+      flips: optional bool `[K]`: flip that clip left-right.
+
+    Returns:
+      `(windows, rows, cols)`: int32 `[K, 4]` (top, left, height, width) windows of the
+      source frames to decode, all of one size `h x w`; float32 `[K, crop_height, h]` and
+      `[K, crop_width, w]` weights.
+    """
+    regions = tf.convert_to_tensor(regions, tf.int32)
+    crop_offsets = tf.convert_to_tensor(crop_offsets, tf.int32)
+    resized_height, resized_width = _pair(resized_size)
+    crop_height, crop_width = _pair(crop_size)
+    tops, rows = _axis_plan(
+        frame_size[0], regions[:, 0], regions[:, 2], resized_height, crop_offsets[:, 0], crop_height, antialias
+    )
+    lefts, cols = _axis_plan(
+        frame_size[1], regions[:, 1], regions[:, 3], resized_width, crop_offsets[:, 1], crop_width, antialias
+    )
+    if flips is not None:
+        cols = tf.where(flips[:, None, None], tf.reverse(cols, axis=[1]), cols)
+    num_clips = tf.shape(regions)[0]
+    sizes = tf.broadcast_to(tf.stack([tf.shape(rows)[2], tf.shape(cols)[2]]), [num_clips, 2])
+    windows = tf.concat([tf.stack([tops, lefts], axis=1), sizes], axis=1)
+    return windows, rows, cols
+
+
+def _axis_plan(frame_length, starts, lengths, resized, offsets, crop, antialias):
+    """One axis of `resize_plan`: K regions `[start, start + length)` of a `frame_length`
+    axis resized to `resized` pixels, output pixels `[offset, offset + crop)` kept.
+
+    Returns:
+      `(window_starts, weights)`: int32 `[K]`, and float32 `[K, crop, n]`, the weights of
+      the n source pixels from each window start (n, the widest span any clip reads).
+    """
+    lengths_f = tf.cast(lengths, tf.float32)[:, None, None]
+    inverse_scale = lengths_f / tf.cast(resized, tf.float32)
+    kernel_scale = tf.maximum(inverse_scale, 1.0) if antialias else tf.ones_like(inverse_scale)
+    outputs = tf.range(crop)[None, :, None] + offsets[:, None, None]  # [K, crop, 1]
+    centres = (tf.cast(outputs, tf.float32) + 0.5) * inverse_scale
+    # Source pixels relative to each region's start, over the whole axis: [K, 1, frame].
+    source = tf.range(frame_length)[None, None, :] - starts[:, None, None]
+    inside = (source >= 0) & (source < lengths[:, None, None])
+    distance = tf.abs(tf.cast(source, tf.float32) + 0.5 - centres) / kernel_scale
+    weights = tf.where(inside, tf.nn.relu(1.0 - distance), 0.0)
+    weights /= tf.reduce_sum(weights, axis=2, keepdims=True)
+    used = tf.reduce_any(weights > 0, axis=1)  # [K, frame]
+    first = tf.argmax(tf.cast(used, tf.int32), axis=1, output_type=tf.int32)
+    last = frame_length - tf.argmax(tf.cast(tf.reverse(used, axis=[1]), tf.int32), axis=1, output_type=tf.int32)
+    span = tf.reduce_max(last - first)
+    window_starts = tf.minimum(first, frame_length - span)
+    taken = window_starts[:, None] + tf.range(span)[None, :]  # [K, span]
+    return window_starts, tf.gather(weights, taken, axis=2, batch_dims=1)
+
+
+def apply_resize_plan(frames, rows, cols):
+    """Runs `resize_plan`'s resizes on decoded windows, batched.
+
+    Args:
+      frames: `[..., K, F, h, w, C]` uint8 or float: F frames of each clip's window
+        (zero-padded beyond the window: padding has no weight).
+      rows: float32 `[..., K, H', h]`; cols: float32 `[..., K, W', w]`.
+
+    Returns:
+      `[..., K, F, H', W', C]`, the input dtype (uint8 rounded, as `resize`).
+    """
+    resized = tf.einsum("...kfhwc,...koh->...kfowc", tf.cast(frames, tf.float32), rows)
+    resized = tf.einsum("...kfowc,...kpw->...kfopc", resized, cols)
+    return _cast_like(resized, frames.dtype)
 
 
 def multi_crop(clip, size, num_crops):
@@ -412,7 +509,7 @@ def multi_crop(clip, size, num_crops):
     height, width = _pair(size)
     clip_height, clip_width = tf.shape(clip)[1], tf.shape(clip)[2]
     bottom, right = clip_height - height, clip_width - width
-    center_top, center_left = _center_offset(clip_height, height), _center_offset(clip_width, width)
+    center_top, center_left = center_offset(clip_height, height), center_offset(clip_width, width)
 
     if num_crops == 1:
         corners = [(center_top, center_left)]

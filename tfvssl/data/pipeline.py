@@ -30,21 +30,27 @@ def decode_frames(jpegs, indices, modality="rgb", crop_window=None):
       modality: `rgb` (3 channels), `flow` (x, y: the stored third channel is dropped) or
         `diff` (1 channel).
       crop_window: optional `(top, left, height, width)`: the same window of every frame
-        (`augment.crop_window`), decoded without the rest of the frame.
+        (`augment.crop_window`), decoded without the rest of the frame; or int32 `[K, 4]`,
+        one window per frame, all of one size (`augment.resize_plan`).
 
     Returns:
       uint8 `[K, H, W, C]` (`[K, height, width, C]` with a window).
     """
     channels = records.MODALITY_JPEG_CHANNELS[modality]
     selected = tf.gather(jpegs, indices)
+    signature = tf.TensorSpec([None, None, channels], tf.uint8)
     if crop_window is None:
-        decode = lambda jpeg: tf.io.decode_jpeg(jpeg, channels=channels)  # noqa: E731
+        frames = tf.map_fn(
+            lambda jpeg: tf.io.decode_jpeg(jpeg, channels=channels), selected, fn_output_signature=signature
+        )
     else:
-        window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
-        decode = lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=channels)  # noqa: E731
-    frames = tf.map_fn(
-        decode, selected, fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)
-    )
+        if isinstance(crop_window, (tuple, list)):
+            crop_window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
+        windows = tf.broadcast_to(crop_window, [tf.shape(selected)[0], 4])
+        frames = tf.map_fn(
+            lambda args: tf.io.decode_and_crop_jpeg(args[0], args[1], channels=channels),
+            (selected, windows), fn_output_signature=signature,
+        )
     return frames[..., : records.MODALITY_CHANNELS[modality]]
 
 
@@ -261,7 +267,9 @@ def training_dataset(
         position = [element[name] for name in ("epoch", "offset", "corrupt", "cut_shard", "cut_at")]
         return {**element["example"], "position": tf.stack([tf.constant(pipeline_index, tf.int64), *position])}
 
-    dataset = dataset.map(with_position).batch(batch_size, drop_remainder=True)
+    # Padded: a method that defers its resize to the training step (`augment.resize_plan`)
+    # gives windows whose size follows each video's frame size.
+    dataset = dataset.map(with_position).padded_batch(batch_size, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE)
 
 

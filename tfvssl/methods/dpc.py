@@ -68,12 +68,16 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
     """Samples one DPC/MemDPC training example, with the clip-level augmentations.
 
     Blocks of frames (`sampling.sample_blocks`), then a clip-consistent crop (a square of
-    `crop_fraction` of the short side, or random-resized), nearest-neighbour resize to the
-    resolution and a clip-consistent flip. The per-frame colour augmentations come after
-    batching, on the accelerator (`dpc_batch_augment`), with `color_seed`.
+    `crop_fraction` of the short side, or random-resized), resize to the resolution and a
+    clip-consistent flip. Only the crop's window is decoded. The nearest-neighbour resize
+    of the square crop is two gathers, done here; the random-resized crop's bilinear
+    resize is planned here and run after batching (`augment.resize_plan`), with the
+    per-frame colour augmentations, on the accelerator (`dpc_batch_augment`, `color_seed`).
 
     Returns:
-      `{"blocks": uint8 [N, L, R, R, C], "color_seed": int64 [2]}`.
+      `{"blocks": uint8 [N, L, R, R, C], "color_seed": int64 [2]}`; for the random-resized
+      crop, `"blocks"` are the windows `[N, L, h, w, C]`, with `"rows"` `[1, R, h]` and
+      `"cols"` `[1, R, w]`, their resize plan.
     """
     seeds = tf.random.experimental.stateless_split(seed, 4)
     n, length, size = config.num_blocks, config.block_length, config.resolution
@@ -83,14 +87,23 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
     # The crop is known from the JPEG header: decode only that window.
     height, width = pipeline.frame_size(video[modality])
     if config.crop == "random_resized":
-        window, fits = augment.resized_crop_window(height, width, seeds[1])
-        frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
-        clip = augment.random_flip(augment.resize_crop(frames, fits, size), seeds[2])
-    else:
-        crop = short_side_fraction(height, width, config.crop_fraction)
-        window = augment.crop_window(height, width, crop, seeds[1])
-        frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
-        clip = augment.resize_nearest_and_flip(frames, size, seeds[2])
+        (top, left, crop_height, crop_width), fits = augment.resized_crop_window(height, width, seeds[1])
+        # The window resized to the resolution; when no attempt fits (the window is then
+        # the whole frame), its short side resized to it and the centre cropped.
+        short = tf.minimum(crop_height, crop_width)
+        resized = [tf.where(fits, size, size * side // short) for side in (crop_height, crop_width)]
+        offsets = [augment.center_offset(side, size) for side in resized]
+        windows, rows, cols = augment.resize_plan(
+            (height, width), [[top, left, crop_height, crop_width]], resized, [offsets], size,
+            flips=augment.draw_flip(seeds[2])[None],
+        )
+        frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=windows[0])
+        blocks = tf.reshape(frames, tf.concat([[n, length], tf.shape(frames)[1:]], 0))
+        return {"blocks": blocks, "rows": rows, "cols": cols, "color_seed": seeds[3]}
+    crop = short_side_fraction(height, width, config.crop_fraction)
+    window = augment.crop_window(height, width, crop, seeds[1])
+    frames = pipeline.decode_frames(video[modality], indices, modality, crop_window=window)
+    clip = augment.resize_nearest_and_flip(frames, size, seeds[2])
     blocks = tf.reshape(clip, [n, length, size, size, clip.shape[-1]])
     return {"blocks": blocks, "color_seed": seeds[3]}
 
@@ -98,12 +111,14 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
 def dpc_batch_augment(config, batch, *, modality="rgb"):
     """The per-frame half of the DPC/MemDPC augmentation, on a batch of examples.
 
-    For RGB: channel-split grey with `grey_prob` and colour jitter (`color_jitter`,
-    applied to every frame), each frame drawing its own, then ImageNet normalisation;
-    other modalities are scaled to [0, 1].
+    The random-resized crop's planned resize first (`"rows"`, `"cols"`); for RGB:
+    channel-split grey with `grey_prob` and colour jitter (`color_jitter`, applied to every
+    frame), each frame drawing its own, then ImageNet normalisation; other modalities are
+    scaled to [0, 1].
 
     Args:
-      batch: `{"blocks": uint8 [B, N, L, R, R, C], "color_seed": [B, 2]}`.
+      batch: `{"blocks": uint8 [B, N, L, R, R, C], "color_seed": [B, 2]}`, or the windows
+        `[B, N, L, h, w, C]` with `"rows"` `[B, 1, R, h]` and `"cols"` `[B, 1, R, w]`.
 
     Returns:
       `{"blocks": float32 [B, N, L, R, R, C]}`.
@@ -111,6 +126,10 @@ def dpc_batch_augment(config, batch, *, modality="rgb"):
     blocks = batch["blocks"]
     shape = tf.shape(blocks)
     frames = tf.reshape(blocks, tf.concat([shape[:1], [-1], shape[3:]], 0))
+    if "rows" in batch:
+        # One clip of N * L frames.
+        frames = augment.apply_resize_plan(frames[:, None], batch["rows"], batch["cols"])[:, 0]
+        shape = tf.concat([shape[:3], tf.shape(frames)[2:]], 0)
     if modality == "rgb":
         jitter = tuple(float(v) for v in config.color_jitter)
         frames = augment.frame_wise_color(frames, batch["color_seed"], config.grey_prob, jitter)

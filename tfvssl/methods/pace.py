@@ -6,7 +6,7 @@ import fractions
 import tensorflow as tf
 from absl import flags
 
-from tfvssl.data import augment, pipeline, sampling
+from tfvssl.data import augment, sampling
 from tfvssl.methods.clip import ClipMethod
 from tfvssl.models.pace_model import CONTRASTIVE, PacePrediction
 from tfvssl.train import optim
@@ -161,26 +161,28 @@ class Pace(ClipMethod):
         return augment.random_flip(augment.random_crop(clip, self.config.resolution, crop_seed), flip_seed)
 
     def train_example(self, video, seed):
-        """`{"clips": uint8 [K, T, R, R, 3], "pace": [K] int32, "color_seed": [2]}`, K =
-        `clips_per_video()`; the per-frame colour jitter comes after batching
-        (`batch_augment`)."""
+        """`{"clips": uint8 [K, T, h, w, 3], "rows": [K, R, h], "cols": [K, R, w], "pace": [K]
+        int32, "color_seed": [2]}`, K = `clips_per_video()`: the windows the clips' random
+        crops read and their resize plans (`planned_clips`); the resize, crop, flip and
+        per-frame colour jitter come after batching (`batch_augment`)."""
         c = self.config
         num_clips = self.clips_per_video()
         sample_seed, crop_seed, color_seed = sampling.split_seed(seed, 3)
         indices, labels = sample_pace_clips(
             video["num_frames"], c.clip_length, self.paces(), num_clips, sample_seed, c.pace_wrap
         )
-        frames = self.resize(pipeline.decode_frames(video["rgb"], tf.reshape(indices, [-1])))
-        clips = tf.reshape(frames, [num_clips, c.clip_length, *frames.shape[1:]])
-        clips = augment.map_per_clip(self.crop_and_flip, clips, crop_seed)
-        shape = [num_clips, c.clip_length, c.resolution, c.resolution, 3]
-        return {"clips": tf.ensure_shape(clips, shape), "pace": labels, "color_seed": color_seed}
+        planned = self.planned_clips(video, tf.reshape(indices, [num_clips, c.clip_length]), crop_seed, flip=True)
+        return {
+            "clips": planned["frames"], "rows": planned["rows"], "cols": planned["cols"], "pace": labels,
+            "color_seed": color_seed,
+        }
 
     def batch_augment(self, batch):
-        """Colour jitter drawn for every frame of every clip (`pace_jitter_prob` of them),
-        then the model's scaling: `{"clips": float32 [B, K, T, R, R, 3], "pace": [B, K]}`."""
+        """The resize, crop and flip of every clip, colour jitter drawn for every frame
+        (`pace_jitter_prob` of them), then the model's scaling: `{"clips": float32
+        [B, K, T, R, R, 3], "pace": [B, K]}`."""
         c = self.config
-        clips = batch["clips"]
+        clips = augment.apply_resize_plan(batch["clips"], batch["rows"], batch["cols"])
         shape = tf.shape(clips)
         frames = tf.reshape(clips, tf.concat([shape[:1], [-1], shape[3:]], 0))  # [B, K*T, R, R, 3]
         jitter = tuple(float(v) for v in c.pace_color_jitter)

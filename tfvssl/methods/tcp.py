@@ -84,31 +84,42 @@ class TemporalCPC(Method):
         return sampling.segments_span(self.config.num_segments, self.config.segment_length)
 
     def train_example(self, video, seed):
-        """T segments, each cropped at its own random position: `{"segments": [T, F, R, R,
-        C]}` in the modality's stored dtype, and `"color_seeds": [T, 2]`, one per segment;
-        colour dropping, scaling and stacking come after batching (`batch_augment`)."""
+        """T segments, each cropped at its own random position and resized to the
+        resolution: `{"segments": [T, F, h, w, C]}`, the windows each segment's crop reads
+        (in the modality's stored dtype), with `"rows"` `[T, R, h]` and `"cols"` `[T, R, w]`,
+        their resize plans (`augment.resize_plan`), and `"color_seeds": [T, 2]`, one per
+        segment; the resize, colour dropping, scaling and stacking come after batching
+        (`batch_augment`)."""
         c = self.config
         sample_seed, crop_seed, color_seed = sampling.split_seed(seed, 3)
         num_segments, length, size = c.num_segments, c.segment_length, c.resolution
         indices = sampling.sample_segments(video["num_frames"], num_segments, length, sample_seed)
-        frames = pipeline.decode_frames(video[c.modality], tf.reshape(indices, [-1]), c.modality)
+        height, width = pipeline.frame_size(video[c.modality])
+        crop = short_side_fraction(height, width, c.segment_crop_fraction)
+        # Each segment's own window, drawn as `augment.map_per_clip` would.
+        corners = [
+            augment.crop_window(height, width, crop, tf.random.experimental.stateless_fold_in(crop_seed, k))[:2]
+            for k in range(num_segments)
+        ]
+        regions = tf.stack([tf.stack([top, left, crop, crop]) for top, left in corners])
+        windows, rows, cols = augment.resize_plan(
+            (height, width), regions, size, tf.zeros([num_segments, 2], tf.int32), size
+        )
+        frames = pipeline.decode_frames(
+            video[c.modality], tf.reshape(indices, [-1]), c.modality, crop_window=tf.repeat(windows, length, axis=0)
+        )
         segments = tf.reshape(frames, tf.concat([[num_segments, length], tf.shape(frames)[1:]], 0))
-        crop = self.crop_side(frames)
-
-        def crop_segment(segment, segment_seed):
-            return augment.resize(augment.random_crop(segment, crop, segment_seed), size)
-
-        segments = augment.map_per_clip(crop_segment, segments, crop_seed)
         return {
-            "segments": tf.ensure_shape(segments, [num_segments, length, size, size, self.channels()]),
+            "segments": segments, "rows": rows, "cols": cols,
             "color_seeds": tf.random.experimental.stateless_split(color_seed, num_segments),
         }
 
     def batch_augment(self, batch):
-        """Colour dropping of every RGB segment (its own draw, so that consecutive,
-        overlapping segments differ in colour), the modality's scaling, and the frames
-        stacked on channels: `{"segments": float32 [B, T, R, R, C*F]}`."""
-        segments = batch["segments"]
+        """The planned resize of every segment, colour dropping of every RGB segment (its
+        own draw, so that consecutive, overlapping segments differ in colour), the
+        modality's scaling, and the frames stacked on channels: `{"segments": float32
+        [B, T, R, R, C*F]}`."""
+        segments = augment.apply_resize_plan(batch["segments"], batch["rows"], batch["cols"])
         if self.config.modality == "rgb":
             shape = tf.shape(segments)
             dropped = augment.color_drop(

@@ -4,7 +4,7 @@
 import tensorflow as tf
 from absl import flags
 
-from tfvssl.data import augment, pipeline, sampling
+from tfvssl.data import augment, sampling
 from tfvssl.methods.clip import ClipMethod
 from tfvssl.models.vcop_model import ClipOrderPrediction
 from tfvssl.train import optim
@@ -42,18 +42,22 @@ class VCOP(ClipMethod):
         return sampling.vcop_span(c.clip_length, c.clip_interval, c.tuple_length)
 
     def train_example(self, video, seed):
-        """A shuffled tuple `[n, T, R, R, 3]` float32 in [0, 1] and its order class (int32)."""
+        """A shuffled tuple and its order class (int32): the windows of its n clips of T
+        frames and their resize plans (`planned_clips`), resized after batching
+        (`batch_augment`)."""
         c = self.config
-        n, length, size = c.tuple_length, c.clip_length, c.resolution
         sample_seed, crop_seed = sampling.split_seed(seed, 2)
         indices, label, _ = sampling.sample_vcop_tuple(
-            video["num_frames"], length, c.clip_interval, n, sample_seed
+            video["num_frames"], c.clip_length, c.clip_interval, c.tuple_length, sample_seed
         )
-        frames = self.resize(pipeline.decode_frames(video["rgb"], tf.reshape(indices, [-1])))
-        clips = tf.reshape(frames, [n, length, *frames.shape[1:]])
-        clips = augment.map_per_clip(lambda clip, s: augment.random_crop(clip, size, s), clips, crop_seed)
-        clips = tf.ensure_shape(self.normalize(clips), [n, length, size, size, 3])
-        return {"tuple": clips, "label": label}
+        planned = self.planned_clips(video, tf.reshape(indices, [c.tuple_length, c.clip_length]), crop_seed)
+        return {"tuple": planned["frames"], "rows": planned["rows"], "cols": planned["cols"], "label": label}
+
+    def batch_augment(self, batch):
+        """The resize and crop of every clip, then the model's scaling: `{"tuple": float32
+        [B, n, T, R, R, 3] in [0, 1], "label": [B]}`."""
+        clips = augment.apply_resize_plan(batch["tuple"], batch["rows"], batch["cols"])
+        return {"tuple": self.normalize(clips), "label": batch["label"]}
 
     def build_model(self, norm_options=None):
         c = self.config

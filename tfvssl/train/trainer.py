@@ -172,8 +172,9 @@ def resolve_epochs(config, files, global_batch):
 
 def _build(model, method, element_spec):
     """Creates every variable by one pass of the pretext computation on zeros."""
+    # A size the spec leaves open (windows of a planned resize) can be anything: 1.
     dummy = {
-        name: tf.zeros([2, *spec.shape[1:]], spec.dtype)
+        name: tf.zeros([2, *(size or 1 for size in spec.shape[1:])], spec.dtype)
         for name, spec in element_spec.items()
         if name != "position"
     }
