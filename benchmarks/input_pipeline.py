@@ -42,6 +42,11 @@ flags.DEFINE_list(
     "bench_paths", ["tfrecord", "ceiling", "on_the_fly"], "What to measure: tfrecord, ceiling, on_the_fly."
 )
 flags.DEFINE_string("bench_data_dir", None, "Where the benchmark videos are cached (default: the tfvssl cache).")
+flags.DEFINE_string(
+    "bench_data", None,
+    "A dataset root made by `tfvssl.prepare` to measure instead of the synthetic videos (its train split; "
+    "no on_the_fly path, which needs the synthetic .mp4 files).",
+)
 flags.DEFINE_integer("bench_frame_size", 240, "Height and width of the rendered frames.", lower_bound=16)
 flags.DEFINE_integer("bench_video_frames", 150, "Frames per video (150 = 6 s at 25 fps).", lower_bound=4)
 flags.DEFINE_integer("bench_videos", 32, "Videos rendered (4 motion classes).", lower_bound=4)
@@ -124,10 +129,15 @@ def on_the_fly_dataset(video_paths, method, batch_size, seed=0):
     def gather_frames(frames, indices, modality="rgb", crop_window=None):
         del modality
         frames = tf.gather(frames, indices)
-        if crop_window is not None:
-            top, left, height, width = crop_window
-            frames = frames[:, top : top + height, left : left + width]
-        return frames
+        if crop_window is None:
+            return frames
+        if isinstance(crop_window, (tuple, list)):
+            crop_window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
+        windows = tf.broadcast_to(crop_window, [tf.shape(frames)[0], 4])  # One per frame.
+        return tf.map_fn(
+            lambda args: tf.image.crop_to_bounding_box(args[0], *tf.unstack(args[1])), (frames, windows),
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        )
 
     def frames_size(frames):
         shape = tf.shape(frames)
@@ -138,7 +148,7 @@ def on_the_fly_dataset(video_paths, method, batch_size, seed=0):
         pipeline, "frame_size", frames_size
     ):
         dataset = paths.map(example, num_parallel_calls=pipeline.AUTOTUNE, deterministic=True)
-    return dataset.ignore_errors().batch(batch_size, drop_remainder=True).prefetch(pipeline.AUTOTUNE)
+    return dataset.ignore_errors().padded_batch(batch_size, drop_remainder=True).prefetch(pipeline.AUTOTUNE)
 
 
 def throughput(dataset, batch_size):
@@ -198,13 +208,20 @@ def main(argv):
     unknown = set(FLAGS.bench_paths) - {"tfrecord", "ceiling", "on_the_fly"}
     if unknown:
         raise app.UsageError(f"--bench_paths: unknown {sorted(unknown)}")
+    if FLAGS.bench_data and "on_the_fly" in FLAGS.bench_paths:
+        if FLAGS["bench_paths"].present:
+            raise app.UsageError("--bench_paths=on_the_fly needs the synthetic videos, not --bench_data")
+        FLAGS.bench_paths = [path for path in FLAGS.bench_paths if path != "on_the_fly"]
     names = FLAGS.bench_methods or sorted(methods.METHODS)
-    root = benchmark_data()
+    root = FLAGS.bench_data or benchmark_data()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
     size = FLAGS.bench_frame_size
+    data = FLAGS.bench_data or (
+        f"{FLAGS.bench_videos} videos of {FLAGS.bench_video_frames} frames at {size}x{size}"
+    )
     print(
-        f"{FLAGS.bench_videos} videos of {FLAGS.bench_video_frames} frames at {size}x{size}, batches of "
-        f"{FLAGS.bench_batch_size}, {FLAGS.bench_batches} batches timed; {machine}", file=sys.stderr,
+        f"{data}, batches of {FLAGS.bench_batch_size}, {FLAGS.bench_batches} batches timed; {machine}",
+        file=sys.stderr,
     )
     results, cpu_costs = {}, {}
     for name in names:
@@ -221,7 +238,7 @@ def main(argv):
     print(_table(results))
     if FLAGS.bench_json:
         report = {
-            "machine": machine,
+            "machine": machine, "data": FLAGS.bench_data or "synthetic",
             "frame_size": FLAGS.bench_frame_size, "video_frames": FLAGS.bench_video_frames,
             "videos": FLAGS.bench_videos, "batch_size": FLAGS.bench_batch_size,
             "batches": FLAGS.bench_batches,
