@@ -194,3 +194,28 @@ def test_batch_norm_gradients_equal_those_of_the_textbook_formula(shape):
     expected = tape.gradient(loss, [x64, gamma, beta])
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 5, 5, 4), (6, 4)])
+def test_half_precision_batch_norm_is_the_float32_one_rounded(shape):
+    # bfloat16 inputs take one fused op and its fused gradient; the numbers are the float32
+    # path's to bfloat16 precision, and the moving statistics the same.
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(1.0, 2.0, size=shape), tf.float32)
+    weights = tf.constant(rng.normal(size=shape), tf.float32)
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        norm = layers.BatchNorm(dtype=policy)
+        norm.build(shape)
+        norm.gamma.assign(rng.normal(size=shape[-1:]) if not results else results["float32"][-1])
+        with tf.GradientTape() as tape:
+            inputs = tf.cast(x, norm.compute_dtype)
+            tape.watch(inputs)
+            y = norm(inputs, training=True)
+            loss = tf.reduce_sum(tf.sin(tf.cast(y, tf.float32)) * weights)
+        grads = tape.gradient(loss, [inputs, norm.gamma, norm.beta])
+        results[policy] = (y, *grads, norm.moving_mean, norm.moving_variance, norm.gamma.numpy())
+        assert y.dtype == norm.compute_dtype
+    for full, half in zip(results["float32"][:-1], results["mixed_bfloat16"][:-1]):
+        full, half = (tf.cast(v, tf.float32).numpy() for v in (full, half))
+        np.testing.assert_allclose(half, full, atol=0.03 * np.abs(full).max())
