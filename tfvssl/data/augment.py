@@ -447,6 +447,10 @@ def _axis_plan(frame_length, starts, lengths, resized, offsets, crop, antialias)
     """One axis of `resize_plan`: K regions `[start, start + length)` of a `frame_length`
     axis resized to `resized` pixels, output pixels `[offset, offset + crop)` kept.
 
+    The weights are computed tap by tap (the few source pixels under each output pixel's
+    triangle) and scattered into the dense matrices: a pass over `[K, crop, n]` would
+    cost more than decoding the frames.
+
     Returns:
       `(window_starts, weights)`: int32 `[K]`, and float32 `[K, crop, n]`, the weights of
       the n source pixels from each window start (n, the widest span any clip reads).
@@ -456,19 +460,27 @@ def _axis_plan(frame_length, starts, lengths, resized, offsets, crop, antialias)
     kernel_scale = tf.maximum(inverse_scale, 1.0) if antialias else tf.ones_like(inverse_scale)
     outputs = tf.range(crop)[None, :, None] + offsets[:, None, None]  # [K, crop, 1]
     centres = (tf.cast(outputs, tf.float32) + 0.5) * inverse_scale
-    # Source pixels relative to each region's start, over the whole axis: [K, 1, frame].
-    source = tf.range(frame_length)[None, None, :] - starts[:, None, None]
-    inside = (source >= 0) & (source < lengths[:, None, None])
-    distance = tf.abs(tf.cast(source, tf.float32) + 0.5 - centres) / kernel_scale
+    # Source pixels (relative to the region's start) within a kernel radius of the centre.
+    first_tap = tf.cast(tf.math.ceil(centres - kernel_scale - 0.5), tf.int32)
+    num_taps = tf.cast(tf.math.ceil(2.0 * tf.reduce_max(kernel_scale)), tf.int32) + 1
+    taps = first_tap + tf.range(num_taps)[None, None, :]  # [K, crop, taps]
+    inside = (taps >= 0) & (taps < lengths[:, None, None])
+    distance = tf.abs(tf.cast(taps, tf.float32) + 0.5 - centres) / kernel_scale
     weights = tf.where(inside, tf.nn.relu(1.0 - distance), 0.0)
     weights /= tf.reduce_sum(weights, axis=2, keepdims=True)
-    used = tf.reduce_any(weights > 0, axis=1)  # [K, frame]
-    first = tf.argmax(tf.cast(used, tf.int32), axis=1, output_type=tf.int32)
-    last = frame_length - tf.argmax(tf.cast(tf.reverse(used, axis=[1]), tf.int32), axis=1, output_type=tf.int32)
-    span = tf.reduce_max(last - first)
+    used = weights > 0
+    taps += starts[:, None, None]  # In frame coordinates.
+    first = tf.reduce_min(tf.where(used, taps, frame_length), axis=[1, 2])
+    last = tf.reduce_max(tf.where(used, taps, -1), axis=[1, 2])
+    span = tf.reduce_max(last - first + 1)
     window_starts = tf.minimum(first, frame_length - span)
-    taken = window_starts[:, None] + tf.range(span)[None, :]  # [K, span]
-    return window_starts, tf.gather(weights, taken, axis=2, batch_dims=1)
+    columns = tf.where(used, taps - window_starts[:, None, None], 0)
+    clip_index, row_index = tf.meshgrid(tf.range(tf.shape(taps)[0]), tf.range(crop), indexing="ij")
+    index = tf.stack(
+        [tf.broadcast_to(i[:, :, None], tf.shape(taps)) for i in (clip_index, row_index)] + [columns], axis=-1
+    )
+    dense = tf.scatter_nd(index, weights, tf.stack([tf.shape(taps)[0], crop, span]))
+    return window_starts, dense
 
 
 def apply_resize_plan(frames, rows, cols):
