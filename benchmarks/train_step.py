@@ -98,7 +98,14 @@ def device_batch(method, batch_size):
     height, width = max(2 * size, 64), max(8 * size // 3, 86)  # Larger than any crop, 3:4.
     video = random_video(method, method.min_frames(), height, width)
     examples = [method.train_example(video, tf.constant([0, index], tf.int64)) for index in range(batch_size)]
-    return tf.nest.map_structure(lambda *values: tf.stack(values), *examples)
+    return tf.nest.map_structure(_stack_padded, *examples)
+
+
+def _stack_padded(*values):
+    """Stacks tensors, zero-padding each to the largest (as the input pipeline's padded batch
+    does with the windows of a planned resize, whose sizes differ by a pixel)."""
+    shape = tf.reduce_max(tf.stack([tf.shape(value) for value in values]), axis=0)
+    return tf.stack([tf.pad(value, tf.stack([tf.zeros_like(shape), shape - tf.shape(value)], 1)) for value in values])
 
 
 def build_step(method, batch):

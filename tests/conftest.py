@@ -31,6 +31,19 @@ def pytest_runtest_setup(item):
     tf.distribute.MirroredStrategy._collective_key_base += 10_000
 
 
+def pytest_runtest_teardown(item):
+    """Turns off the op determinism a test's in-process `--deterministic` run turned on.
+
+    It is process-wide, and an xdist worker runs many tests in one process: left on, it
+    makes a later test's XLA training fail ("MaxPool gradient ops do not yet have a
+    deterministic XLA implementation"). TensorFlow exports no public switch back.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    if tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
+
+
 SHARED = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "shared")
 FIXTURES = os.path.abspath(os.path.join(SHARED, "fixtures", "reference"))
 

