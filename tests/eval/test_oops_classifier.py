@@ -73,17 +73,18 @@ def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_
         assert [json.loads(line)["epoch"] for line in f] == [1, 2]
 
 
-def test_fine_tuning_a_random_initialisation_on_augmented_windows(oops_run, tmp_path):
+def test_fine_tuning_a_random_initialisation_on_augmented_padded_windows(oops_run, tmp_path):
     run, _, _ = oops_run
 
     status = cli("oops", [*COMMON, f"--encoder={run}", f"--output_dir={tmp_path}", "--finetune", "--random_init",
-                          "--epochs=1", "--clips_per_video=2"])
+                          "--epochs=1", "--clips_per_video=2", "--pad_windows"])
 
     assert status == 0
     results = read_results(tmp_path)
-    assert (results["mode"], results["loaded"], results["train_features"]) == (
-        "finetune", "random initialisation", "augmented"
+    assert (results["mode"], results["loaded"], results["train_features"], results["pad_windows"]) == (
+        "finetune", "random initialisation", "augmented", True
     )
+    assert results["num_clips"] == 36
 
 
 def test_embedding_classifier_on_an_export(oops_run, tmp_path):
@@ -170,20 +171,26 @@ def test_frozen_trains_the_head_only_and_fine_tuning_the_forward_model(oops_run)
     assert "agg_b" not in tuned_names  # Single-directional: the backward GRU is unused.
 
 
-def test_each_clip_averages_the_window_steps_that_hold_it():
+@pytest.mark.parametrize("padded", [False, True])
+def test_each_clip_averages_the_window_steps_that_hold_it(padded):
     # A classifier sure of class `step % 3` at every step: a clip's probabilities then count the
     # steps it is seen at.
     def classifier(windows, training=False):
         steps = tf.range(tf.shape(windows)[1]) % 3
         return 50.0 * tf.one_hot(tf.broadcast_to(steps, tf.shape(windows)[:2]), 3)
 
-    (probabilities,) = unintentional.clip_probabilities(classifier, [np.zeros([9, 1], np.float32)], num_steps=3)
+    (probabilities,) = unintentional.clip_probabilities(
+        classifier, [np.zeros([9, 1], np.float32)], num_steps=3, padded=padded
+    )
 
     expected = np.zeros([9, 3])
     for clip in range(9):
-        seen = [step for step in range(3) if 0 <= clip - 4 * step]  # Window `clip - 4 step` holds it at `step`.
+        # Window `clip - 4 step` holds it at `step`; padded windows may start before clip 0, so
+        # every clip is seen at every step alike.
+        seen = [step for step in range(3) if padded or 0 <= clip - 4 * step]
         expected[clip, seen] = 1 / len(seen)
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert np.allclose(probabilities, 1 / 3) == padded
 
 
 def test_videos_are_filtered_by_the_records_or_exactly_by_the_annotations(oops_run):

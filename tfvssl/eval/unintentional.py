@@ -26,13 +26,17 @@ Training windows: each epoch, every video gives the windows of its `oops_labels.
 (at most 10 clips drawn from its oversampled clip list, each at a random step of its
 window). The loss is on the drawn clips' steps, which follow the authors' class ratios, as
 the appendix's oversampling intends (`--window_loss=every_step` trains on every step of a
-window, the others following their video's transitional-poor mix; steps past the video's
-end never carry a loss). Each step's frames are the encoder's pretraining sampling of the
+window, the others following their video's transitional-poor mix; steps outside the video
+never carry a loss). Each step's frames are the encoder's pretraining sampling of the
 clip: its block length at its frame stride (`oops_labels.step_frames`). Test: every clip of every
 valid test video; a window starts at every clip and each clip's probabilities are the mean
 softmax over the window steps that hold it (the paper's "temporal moving window", then
-"summarize the prediction"). Reported: clip-level accuracy, per class and overall, the
-confusion matrix (`protocol.video_metrics` on clips), and timelines of a few videos.
+"summarize the prediction"). The windows start in the video (the authors' protocol), so a
+clip's step says it lies at least that many seconds in; with `--pad_windows` they may start
+up to S - 1 steps before it, padded with the video's first clip, so that every clip is
+seen at every step (in training, the drawn clip at a uniform step). Reported: clip-level
+accuracy, per class and overall, the confusion matrix (`protocol.video_metrics` on clips),
+and timelines of a few videos.
 """
 
 import dataclasses
@@ -372,9 +376,11 @@ def _window_seeds(seed, offset, num_videos):
 
 
 def _training_windows(labels, num_steps, pool_seed, seed, config):
-    """`oops_labels.training_windows` with `--clips_per_video` and `--window_loss`."""
+    """`oops_labels.training_windows` with `--clips_per_video`, `--window_loss` and `--pad_windows`."""
     every_step = config.window_loss == "every_step"
-    return oops_labels.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video, every_step)
+    return oops_labels.training_windows(
+        labels, num_steps, pool_seed, seed, config.clips_per_video, every_step, config.pad_windows
+    )
 
 
 def augmented_windows(videos, method, frames_per_step, num_steps, config, borders):
@@ -392,8 +398,8 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
         pool_seed, epoch_seed = _window_seeds(config.seed, offset, len(videos.names))
         seed, clip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 2))
         clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
-        # Steps past the end show the last clip; they carry no label.
-        frame_indices = tf.gather(indices, tf.minimum(tf.maximum(clips, 0), tf.shape(indices)[0] - 1))
+        # Steps outside the video show its first clip (the padding); they carry no label.
+        frame_indices = tf.gather(indices, tf.maximum(clips, 0))
 
         def one_window(window, frame_indices, window_labels):
             frames = pipeline.decode_frames(video[modality], tf.reshape(frame_indices, [-1]), modality)
@@ -434,7 +440,7 @@ def cached_windows(videos, features, num_steps, config):
         video_features, labels = element
         pool_seed, seed = _window_seeds(config.seed, offset, len(videos.names))
         clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
-        window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Past the end: any clip.
+        window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Outside: the first clip.
         return tf.data.Dataset.from_tensor_slices((window_features, window_labels))
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
@@ -466,12 +472,14 @@ def compute_clip_features(classifier, videos, method, frames_per_step, batch_siz
 # ---- Evaluation -----------------------------------------------------------------------------------------
 
 
-def clip_probabilities(classifier, features, num_steps):
+def clip_probabilities(classifier, features, num_steps, padded=False):
     """Each clip's probabilities: the mean softmax over the steps of the windows holding it,
-    a window starting at every clip.
+    a window starting at every clip (`padded`: and before the first,
+    `oops_labels.evaluation_window_starts`); steps outside the video show its first clip.
 
     Args:
       features: per video, `[K, ...]` clip features.
+      padded: `--pad_windows`.
 
     Returns:
       Per video, float `[K, 3]`.
@@ -480,7 +488,8 @@ def clip_probabilities(classifier, features, num_steps):
     probabilities = []
     for video_features in features:
         num_clips = len(video_features)
-        clips = oops_labels.window_clips(tf.range(num_clips), num_clips, num_steps).numpy()  # [K, S]
+        starts = oops_labels.evaluation_window_starts(num_clips, num_steps, padded)
+        clips = oops_labels.window_clips(starts, num_clips, num_steps).numpy()  # [W, S]
         logits = step_logits(tf.gather(video_features, np.maximum(clips, 0))).numpy()
         valid = clips >= 0
         _, means = protocol.aggregate(logits[valid], clips[valid], "softmax")
@@ -587,11 +596,12 @@ def run(config):
     classify.train(classifier, dataset, config, steps_per_epoch, config.output_dir)
 
     test_features = features_of(test_videos)
-    probabilities = clip_probabilities(classifier, test_features, num_steps)
+    probabilities = clip_probabilities(classifier, test_features, num_steps, config.pad_windows)
     results = evaluate(test_videos, probabilities, time_prior_accuracy(train_videos, test_videos))
     results.update(
         classifier=config.classifier, mode="finetune" if config.finetune else "frozen",
         encoder=config.encoder, loaded=loaded, method=method.name, num_steps=num_steps,
+        pad_windows=config.pad_windows,
         train_features=config.train_features, epochs=config.epochs, data=data_root, split=config.split,
         test_split=config.test_split, train_videos=len(train_videos.names),
         filter="annotations" if annotations else "records",
