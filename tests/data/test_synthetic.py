@@ -450,7 +450,8 @@ def test_a_broken_object_flies_apart_in_smaller_pieces():
         assert np.all(np.diff(distance[frame - 1 :]) > 0)  # ... then apart, ...
         assert synthetic._FRAGMENT_SPREAD * 0.95 < distance[-1] <= synthetic._FRAGMENT_SPREAD  # ... so far.
     ends = np.array([[piece.x[-1], piece.y[-1]] for piece in pieces])
-    assert np.all(np.linalg.norm(ends[:, None] - ends[None], axis=-1)[np.triu_indices(len(pieces), 1)] > 0.3)
+    nearest = 2 * synthetic._FRAGMENT_SPREAD * np.sin(np.pi / synthetic._FRAGMENTS)  # Neighbours on a circle.
+    assert np.all(np.linalg.norm(ends[:, None] - ends[None], axis=-1)[np.triu_indices(len(pieces), 1)] > 0.95 * nearest)
 
 
 def test_an_oops_video_is_the_default_video_up_to_its_failure():

@@ -62,7 +62,7 @@ def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_
     matrix = np.array(level["confusion_matrix"])
     assert matrix.shape == (3, 3) and matrix.sum() == 36
     assert level["accuracy"] == pytest.approx(np.trace(matrix) / 36)
-    assert 0 < level["time_prior_accuracy"] <= 1
+    assert 0 < level["time_prior_accuracy"] <= 1 and 0 <= level["time_prior_mean_class_accuracy"] <= 1
     for index, video in enumerate(results["videos"]):  # Every test video, in record order.
         assert video["t_fail"] == pytest.approx(synthetic.video_failure(TINY_OOPS, "test", index).time, abs=1e-5)
         assert len(video["labels"]) == len(video["probabilities"]) == 9
@@ -255,4 +255,9 @@ def test_time_prior_predicts_the_commonest_training_label_of_the_clips_time():
     # Test clips at 0, 0.2, 0.4 and 0.6 of the video: bins 0, 0, 1 (no training clip: the
     # commonest label overall, unintentional) and 2.
     test = _videos([[0, 0.5, 1, 1.5]], [[1, 1.5, 2, 2.5]], [[0, 1, 2, 2]])
-    assert unintentional.time_prior_accuracy(train, test, num_bins=4) == 0.75
+    assert unintentional.time_prior_predictions(train, test, num_bins=4).tolist() == [0, 0, 2, 2]
+
+    level = unintentional.evaluate(test, [np.eye(3)[[0, 1, 2, 2]]], np.array([0, 0, 2, 2]))["clip_level"]
+    assert level["accuracy"] == 1.0 and level["time_prior_accuracy"] == 0.75
+    assert level["time_prior_mean_class_accuracy"] == pytest.approx(2 / 3)
+    assert level["time_prior_per_class_accuracy"] == {"intentional": 1.0, "transitional": 0.0, "unintentional": 1.0}

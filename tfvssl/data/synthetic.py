@@ -302,11 +302,14 @@ _SQUASH = 0.3  # Relative amplitude of the size's wobble.
 # sampling stride an encoder uses freezes them).
 _SHAKE_FREQUENCIES, _SQUASH_FREQUENCY = (1.4, 2.25), 1.9
 _BOUNCE_SPEED, _BOUNCE_DAMPING = 1.5, 0.8  # Reversed speed / speed before, decay per frame.
-# And it breaks: from the failure on it is drawn as pieces of this radius (relative to its
-# own) that fly apart, up to `_FRAGMENT_SPREAD` frame widths from its path within about
-# `_FRAGMENT_FRAMES` frames, so that any single frame after the failure shows it broken.
-_FRAGMENTS, _FRAGMENT_SIZE = 3, 0.55
-_FRAGMENT_SPREAD, _FRAGMENT_FRAMES = 0.2, 8.0
+# And it breaks: from the failure on it is drawn as `_FRAGMENTS` pieces of this radius
+# (relative to its own) that fly apart, up to `_FRAGMENT_SPREAD` frame widths from its path
+# within about `_FRAGMENT_FRAMES` frames, so that any single frame after the failure shows it
+# broken. Many small pieces: a hand-made regression on motion energy and edges of frames 6
+# apart tells the three classes apart far better with 8 pieces of 0.3 (72% mean class
+# accuracy, uncluttered) than with 3 of 0.55 (58%).
+_FRAGMENTS, _FRAGMENT_SIZE = 8, 0.3
+_FRAGMENT_SPREAD, _FRAGMENT_FRAMES = 0.3, 8.0
 
 
 @dataclasses.dataclass(frozen=True)

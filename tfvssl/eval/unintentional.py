@@ -70,7 +70,7 @@ class Recipe:
     )
 
 
-# Bins of relative time of the content-free baseline (`time_prior_accuracy`): 1 s clips every
+# Bins of relative time of the content-free baseline (`time_prior_predictions`): 1 s clips every
 # 0.25 s of 3.2-30 s videos give 10-117 clips a video.
 TIME_PRIOR_BINS = 10
 
@@ -497,13 +497,16 @@ def clip_probabilities(classifier, features, num_steps, padded=False):
     return probabilities
 
 
-def time_prior_accuracy(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
-    """Clip accuracy of a classifier that sees only when a clip is, not what it shows.
+def time_prior_predictions(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
+    """The labels of a classifier that sees only when a clip is, not what it shows.
 
     Each test clip gets the commonest training label of the clips in the same bin of
     relative time (clip start / the last clip's end, `num_bins` bins), or the commonest label
-    overall where that bin holds no training clip. Failures come late in a video, so time
-    alone beats the majority class; a classifier should beat this to show it sees them.
+    overall where that bin holds no training clip. Failures come after the video's start, so
+    time alone beats the majority class; a classifier should beat this to show it sees them.
+
+    Returns:
+      int `[C]`, the label of every test clip, videos in order.
     """
 
     def bins_of(videos):
@@ -514,16 +517,18 @@ def time_prior_accuracy(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
     counts = np.zeros([num_bins, 3], np.int64)
     np.add.at(counts, (bins_of(train_videos), train_labels), 1)
     prior = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), np.bincount(train_labels, minlength=3).argmax())
-    return float(np.mean(prior[bins_of(test_videos)] == np.concatenate(test_videos.labels)))
+    return prior[bins_of(test_videos)]
 
 
 def evaluate(videos, probabilities, time_prior):
     """Clip-level results: accuracy overall and per class, mean class accuracy, confusion
     matrix (rows true), the majority-class accuracy (the chance level), the accuracy of the
-    time prior (`time_prior_accuracy`), and per video the clips' times, labels
-    and probabilities."""
+    time prior overall, mean over the classes and per class (`time_prior`: its
+    `time_prior_predictions`), and per video the clips' times, labels and probabilities."""
     labels = np.concatenate(videos.labels)
-    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, list(oops_labels.CLASS_NAMES))
+    names = list(oops_labels.CLASS_NAMES)
+    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, names)
+    prior = protocol.video_metrics(np.eye(3)[time_prior], labels, names)
     return {
         "class_names": list(oops_labels.CLASS_NAMES),
         "num_videos": len(videos.names),
@@ -534,7 +539,9 @@ def evaluate(videos, probabilities, time_prior):
             "per_class_accuracy": metrics["per_class_accuracy"],
             "confusion_matrix": metrics["confusion_matrix"],
             "majority_class_accuracy": float(np.bincount(labels, minlength=3).max() / len(labels)),
-            "time_prior_accuracy": time_prior,
+            "time_prior_accuracy": prior["top1"],
+            "time_prior_mean_class_accuracy": prior["mean_class_accuracy"],
+            "time_prior_per_class_accuracy": prior["per_class_accuracy"],
         },
         "videos": [
             {
@@ -557,7 +564,8 @@ def summary(results):
     )
     return (
         f"clip accuracy {level['accuracy']:.4f} (mean class {level['mean_class_accuracy']:.4f}; {per_class}; "
-        f"majority class {level['majority_class_accuracy']:.4f}, time prior {level['time_prior_accuracy']:.4f}) "
+        f"majority class {level['majority_class_accuracy']:.4f}, time prior {level['time_prior_accuracy']:.4f}, "
+        f"mean class {level['time_prior_mean_class_accuracy']:.4f}) "
         f"on {results['num_clips']} clips of "
         f"{results['num_videos']} videos"
     )
@@ -597,7 +605,7 @@ def run(config):
 
     test_features = features_of(test_videos)
     probabilities = clip_probabilities(classifier, test_features, num_steps, config.pad_windows)
-    results = evaluate(test_videos, probabilities, time_prior_accuracy(train_videos, test_videos))
+    results = evaluate(test_videos, probabilities, time_prior_predictions(train_videos, test_videos))
     results.update(
         classifier=config.classifier, mode="finetune" if config.finetune else "frozen",
         encoder=config.encoder, loaded=loaded, method=method.name, num_steps=num_steps,
