@@ -530,7 +530,7 @@ def evaluate(videos, probabilities, time_prior):
     metrics = protocol.video_metrics(np.concatenate(probabilities), labels, names)
     prior = protocol.video_metrics(np.eye(3)[time_prior], labels, names)
     return {
-        "class_names": list(oops_labels.CLASS_NAMES),
+        "class_names": names,
         "num_videos": len(videos.names),
         "num_clips": len(labels),
         "clip_level": {
