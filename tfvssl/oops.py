@@ -43,6 +43,12 @@ flags.DEFINE_enum(
     "the video's oversampled clips (the class balance MemDPC appendix B intends), or on every step (the "
     "other steps follow the video's own, transitional-poor mix).",
 )
+flags.DEFINE_boolean(
+    "pad_windows", False,
+    "Predictive classifier: windows may start up to num_steps - 1 steps before the video, the steps "
+    "before it showing its first clip, and each clip is seen at every step alike, so that its step in "
+    "a window says nothing about its time (default: the authors' protocol, windows start in the video).",
+)
 flags.DEFINE_integer(
     "clips_per_video", oops_labels.CLIPS_PER_VIDEO,
     "Training clips drawn per video and epoch from its oversampled clips (the Oops code: 10).", lower_bound=1,

@@ -259,6 +259,19 @@ def test_window_clips_are_one_second_apart_and_masked_past_the_end():
     assert windows.numpy().tolist() == [[0, 4, 8], [3, 7, 11], [10, -1, -1]]
 
 
+def test_padded_windows_start_before_the_video_and_mask_those_steps():
+    assert oops_labels.window_clips([-8, -1], num_clips=12, num_steps=3).numpy().tolist() == [[-1, -1, 0], [-1, 3, 7]]
+    assert oops_labels.evaluation_window_starts(5, 3).numpy().tolist() == [0, 1, 2, 3, 4]
+    assert oops_labels.evaluation_window_starts(5, 3, padded=True).numpy().tolist() == list(range(-8, 5))
+
+    starts = np.array([
+        oops_labels.window_starts([0, 16, 3], 4, tf.constant([0, s]), padded=True).numpy() for s in range(200)
+    ])
+    for anchor, column in zip([0, 16, 3], starts.T):  # Any of the 4 steps, whatever the clip's time.
+        assert set(column) == {anchor, anchor - 4, anchor - 8, anchor - 12}
+        assert np.bincount((anchor - column) // 4).min() > 30
+
+
 def test_window_starts_on_hand_made_cases():
     starts = np.array([oops_labels.window_starts([0, 16, 8, 3], 4, tf.constant([0, s])).numpy() for s in range(200)])
 

@@ -369,28 +369,35 @@ def test_oops_mode_needs_videos_the_oops_filter_keeps():
     assert synthetic.video_failure(dataclasses.replace(OOPS, oops=False), "train", 0) is None
 
 
-def test_failures_are_seeded_and_in_the_middle_half():
+def test_failures_are_seeded_and_spread_over_the_video():
     failures = [synthetic.video_failure(OOPS, "train", index) for index in range(60)]
 
     assert failures[3] == synthetic.video_failure(OOPS, "train", 3)
     assert failures[3] != synthetic.video_failure(dataclasses.replace(OOPS, seed=1), "train", 3)
     duration = OOPS.num_frames / OOPS.fps
-    assert all(0.25 * duration <= f.time <= 0.75 * duration for f in failures)
+    relative = np.array([f.time for f in failures]) / duration
+    assert np.all((relative >= 0.1) & (relative <= 0.9))
+    assert relative.min() < 0.25 and relative.max() > 0.75  # Wider than the middle half.
     assert all(f.frame == np.ceil(f.time * OOPS.fps) for f in failures)
     assert {f.kind for f in failures} == set(synthetic.FAILURE_KINDS)
 
 
-@pytest.mark.parametrize("kind", synthetic.FAILURE_KINDS)
-def test_the_motion_breaks_at_the_failure_frame(kind):
-    smooth = _trajectories("translate_right", num_draws=20, num_frames=40)
-    frame = 25
-
+def _broken(kind, frame, num_frames=40, num_draws=20):
+    smooth = _trajectories("translate_right", num_draws=num_draws, num_frames=num_frames)
     broken = synthetic.Trajectory(*(
         np.stack(values) for values in zip(*(
             synthetic.break_motion(synthetic.Trajectory(*(v[i] for v in smooth)), frame, kind)
-            for i in range(20)
+            for i in range(num_draws)
         ))
     ))
+    return smooth, broken
+
+
+@pytest.mark.parametrize("kind", synthetic.FAILURE_KINDS)
+def test_the_motion_breaks_at_the_failure_frame(kind, monkeypatch):
+    monkeypatch.setattr(synthetic, "_SHAKE", 0.0)  # The path alone; the shake is tested below.
+    frame = 25
+    smooth, broken = _broken(kind, frame)
 
     for name in synthetic.Trajectory._fields:
         np.testing.assert_array_equal(getattr(broken, name)[:, :frame], getattr(smooth, name)[:, :frame])
@@ -398,15 +405,53 @@ def test_the_motion_breaks_at_the_failure_frame(kind):
     before = velocity_x[:, frame - 2]  # Steady rightwards motion up to the failure.
     assert np.all(before > 0) and np.all(velocity_y[:, : frame - 1] == 0)
     after_x, after_y = velocity_x[:, frame - 1 :], velocity_y[:, frame - 1 :]  # From frame - 1 to frame on.
-    if kind == "stop":
+    if kind == "crash":
         assert np.all(after_x == 0) and np.all(after_y == 0)
     elif kind == "bounce":
         np.testing.assert_allclose(after_x[:, 0], -1.5 * before)  # Back, faster, ...
         assert np.all(np.diff(after_x, axis=1) > 0) and np.all(after_x < 0)  # ... slowing down.
     else:
         np.testing.assert_allclose(after_x, np.repeat(before[:, None], after_x.shape[1], axis=1))
-        np.testing.assert_allclose(np.diff(after_y, axis=1), synthetic._GRAVITY)  # Falling, faster.
-        assert np.all(np.diff(broken.angle[:, frame - 1 :], axis=1) > 0)  # Tumbling.
+        falling = int(synthetic._TERMINAL_SPEED / synthetic._GRAVITY)
+        np.testing.assert_allclose(np.diff(after_y[:, :falling], axis=1), synthetic._GRAVITY)  # Faster, ...
+        np.testing.assert_allclose(after_y[:, falling + 1 :], synthetic._TERMINAL_SPEED)  # ... up to a limit.
+    # Tumbling: spinning clockwise (it moved right) far faster than the rotating classes, ...
+    np.testing.assert_allclose(np.diff(broken.angle[:, frame - 1 :], axis=1), synthetic._SPIN)
+    # ... and wobbling in size.
+    wobble = broken.scale[:, frame:] / broken.scale[:, frame - 1 : frame] - 1
+    assert np.all(np.abs(wobble) <= synthetic._SQUASH) and np.all(wobble.max(axis=1) - wobble.min(axis=1) > 0.4)
+
+
+def test_a_broken_object_shakes_at_every_sampling_stride(monkeypatch):
+    frame, amplitude = 25, synthetic._SHAKE
+    shaking = _broken("crash", frame, num_frames=80, num_draws=2)[1]
+    monkeypatch.setattr(synthetic, "_SHAKE", 0.0)
+    steady = _broken("crash", frame, num_frames=80, num_draws=2)[1]  # Crashed: held still.
+
+    # The shake moves it up to _SHAKE, at every stride an encoder may sample frames at.
+    offset = shaking.x[:, frame:] - steady.x[:, frame:]
+    assert np.all(np.abs(offset) <= amplitude + 1e-12) and np.abs(offset).max() > 0.9 * amplitude
+    for stride in range(1, 9):
+        assert np.all(np.abs(np.diff(offset[:, ::stride], axis=1)).mean(axis=1) > 0.2 * amplitude), stride
+
+
+def test_a_broken_object_flies_apart_in_smaller_pieces():
+    frame = 10
+    _, broken = _broken("crash", frame, num_frames=60, num_draws=1)
+    trajectory = synthetic.Trajectory(*(v[0] for v in broken))
+
+    pieces = synthetic.shatter(trajectory, frame)
+
+    assert len(pieces) == synthetic._FRAGMENTS
+    for piece in pieces:
+        np.testing.assert_allclose(piece.scale, synthetic._FRAGMENT_SIZE * trajectory.scale)
+        distance = np.hypot(piece.x - trajectory.x, piece.y - trajectory.y)
+        assert np.all(distance[:frame] == 0)  # Together up to the failure, ...
+        assert np.all(np.diff(distance[frame - 1 :]) > 0)  # ... then apart, ...
+        assert synthetic._FRAGMENT_SPREAD * 0.95 < distance[-1] <= synthetic._FRAGMENT_SPREAD  # ... so far.
+    ends = np.array([[piece.x[-1], piece.y[-1]] for piece in pieces])
+    nearest = 2 * synthetic._FRAGMENT_SPREAD * np.sin(np.pi / synthetic._FRAGMENTS)  # Neighbours on a circle.
+    assert np.all(np.linalg.norm(ends[:, None] - ends[None], axis=-1)[np.triu_indices(len(pieces), 1)] > 0.95 * nearest)
 
 
 def test_an_oops_video_is_the_default_video_up_to_its_failure():
@@ -426,6 +471,7 @@ def test_oops_records_carry_the_failure_time(tmp_path):
     parsed = _parse_split(str(tmp_path), "train")
 
     assert info["synthetic"]["config"]["oops"] is True
+    assert info["synthetic"]["config"]["oops_version"] == synthetic.OOPS_VERSION  # New failures: new cache.
     assert synthetic.default_dataset_path(OOPS) != synthetic.default_dataset_path(dataclasses.replace(OOPS, oops=False))
     for index, video in enumerate(parsed):
         failure = synthetic.video_failure(OOPS, "train", index)

@@ -62,7 +62,7 @@ def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_
     matrix = np.array(level["confusion_matrix"])
     assert matrix.shape == (3, 3) and matrix.sum() == 36
     assert level["accuracy"] == pytest.approx(np.trace(matrix) / 36)
-    assert 0 < level["time_prior_accuracy"] <= 1
+    assert 0 < level["time_prior_accuracy"] <= 1 and 0 <= level["time_prior_mean_class_accuracy"] <= 1
     for index, video in enumerate(results["videos"]):  # Every test video, in record order.
         assert video["t_fail"] == pytest.approx(synthetic.video_failure(TINY_OOPS, "test", index).time, abs=1e-5)
         assert len(video["labels"]) == len(video["probabilities"]) == 9
@@ -73,17 +73,18 @@ def test_cli_writes_clip_accuracies_confusion_matrix_and_timeline(oops_run, tmp_
         assert [json.loads(line)["epoch"] for line in f] == [1, 2]
 
 
-def test_fine_tuning_a_random_initialisation_on_augmented_windows(oops_run, tmp_path):
+def test_fine_tuning_a_random_initialisation_on_augmented_padded_windows(oops_run, tmp_path):
     run, _, _ = oops_run
 
     status = cli("oops", [*COMMON, f"--encoder={run}", f"--output_dir={tmp_path}", "--finetune", "--random_init",
-                          "--epochs=1", "--clips_per_video=2"])
+                          "--epochs=1", "--clips_per_video=2", "--pad_windows"])
 
     assert status == 0
     results = read_results(tmp_path)
-    assert (results["mode"], results["loaded"], results["train_features"]) == (
-        "finetune", "random initialisation", "augmented"
+    assert (results["mode"], results["loaded"], results["train_features"], results["pad_windows"]) == (
+        "finetune", "random initialisation", "augmented", True
     )
+    assert results["num_clips"] == 36
 
 
 def test_embedding_classifier_on_an_export(oops_run, tmp_path):
@@ -170,20 +171,26 @@ def test_frozen_trains_the_head_only_and_fine_tuning_the_forward_model(oops_run)
     assert "agg_b" not in tuned_names  # Single-directional: the backward GRU is unused.
 
 
-def test_each_clip_averages_the_window_steps_that_hold_it():
+@pytest.mark.parametrize("padded", [False, True])
+def test_each_clip_averages_the_window_steps_that_hold_it(padded):
     # A classifier sure of class `step % 3` at every step: a clip's probabilities then count the
     # steps it is seen at.
     def classifier(windows, training=False):
         steps = tf.range(tf.shape(windows)[1]) % 3
         return 50.0 * tf.one_hot(tf.broadcast_to(steps, tf.shape(windows)[:2]), 3)
 
-    (probabilities,) = unintentional.clip_probabilities(classifier, [np.zeros([9, 1], np.float32)], num_steps=3)
+    (probabilities,) = unintentional.clip_probabilities(
+        classifier, [np.zeros([9, 1], np.float32)], num_steps=3, padded=padded
+    )
 
     expected = np.zeros([9, 3])
     for clip in range(9):
-        seen = [step for step in range(3) if 0 <= clip - 4 * step]  # Window `clip - 4 step` holds it at `step`.
+        # Window `clip - 4 step` holds it at `step`; padded windows may start before clip 0, so
+        # every clip is seen at every step alike.
+        seen = [step for step in range(3) if padded or 0 <= clip - 4 * step]
         expected[clip, seen] = 1 / len(seen)
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert np.allclose(probabilities, 1 / 3) == padded
 
 
 def test_videos_are_filtered_by_the_records_or_exactly_by_the_annotations(oops_run):
@@ -248,4 +255,9 @@ def test_time_prior_predicts_the_commonest_training_label_of_the_clips_time():
     # Test clips at 0, 0.2, 0.4 and 0.6 of the video: bins 0, 0, 1 (no training clip: the
     # commonest label overall, unintentional) and 2.
     test = _videos([[0, 0.5, 1, 1.5]], [[1, 1.5, 2, 2.5]], [[0, 1, 2, 2]])
-    assert unintentional.time_prior_accuracy(train, test, num_bins=4) == 0.75
+    assert unintentional.time_prior_predictions(train, test, num_bins=4).tolist() == [0, 0, 2, 2]
+
+    level = unintentional.evaluate(test, [np.eye(3)[[0, 1, 2, 2]]], np.array([0, 0, 2, 2]))["clip_level"]
+    assert level["accuracy"] == 1.0 and level["time_prior_accuracy"] == 0.75
+    assert level["time_prior_mean_class_accuracy"] == pytest.approx(2 / 3)
+    assert level["time_prior_per_class_accuracy"] == {"intentional": 1.0, "transitional": 0.0, "unintentional": 1.0}

@@ -31,8 +31,12 @@ Sequence models (MemDPC appendix B) read windows of `num_steps` consecutive, non
 clips, 4 grid clips (1 s) apart (`window_clips`); in training each drawn clip sits at a random
 step of its window (`window_starts`, `training_windows`), which by default is the only step
 with a label, so the loss keeps the oversampling's balance; in test a window starts at every
-clip. An encoder sees of each clip the frames its pretraining blocks sampled: its block
-length of source frames at its pretraining stride, from the clip's first (`step_frames`).
+clip (`evaluation_window_starts`). Windows start in the video, so a clip at step s lies at
+least s seconds into it: the step tells the classifier about the clip's time. Padded windows
+(`padded=True`, not the authors') may also start before the video, where their steps are
+padding, so that every clip is seen at every step alike. An encoder sees of each clip the
+frames its pretraining blocks sampled: its block length of source frames at its pretraining
+stride, from the clip's first (`step_frames`).
 
 `trim_borders` crops letterbox borders (`borders.json`, not distributed with the dataset).
 Everything but the annotation helpers is pure TF, usable eagerly and inside `tf.data`.
@@ -235,35 +239,51 @@ def window_clips(starts, num_clips, num_steps):
       num_steps: S.
 
     Returns:
-      int32 `[W, S]`: `start + 4 * step`, -1 for steps past the video's last clip.
+      int32 `[W, S]`: `start + 4 * step`, -1 for steps outside the video (past its last clip,
+      or, in padded windows, before its first).
     """
     clips = tf.cast(starts, tf.int32)[:, None] + STEP_CLIPS * tf.range(num_steps)[None, :]
-    return tf.where(clips < tf.cast(num_clips, tf.int32), clips, -1)
+    return tf.where((clips >= 0) & (clips < tf.cast(num_clips, tf.int32)), clips, -1)
 
 
-def window_starts(anchors, num_steps, seed):
+def window_starts(anchors, num_steps, seed, padded=False):
     """Training windows around drawn clips: each anchor at a random step of its window.
 
     A window starting at `anchor - 4 p` holds the anchor at step p; p is uniform over the
-    steps whose window starts in the video (`p <= anchor // 4`). A window may run past the
-    video's end, as the test windows, which start at every clip, do: the steps past the end
-    carry no label, and a causal classifier's earlier steps do not see them.
+    steps whose window starts in the video (`p <= anchor // 4`), or, `padded`, over all S
+    steps (the window may start before the video). A window may run past the video's end, as
+    the test windows do: the steps outside the video carry no label, and a causal
+    classifier's earlier steps do not see the later ones.
 
     Args:
       anchors: int `[n]` clip indices (`training_clips`).
       num_steps: S.
       seed: `[2]` int tensor.
+      padded: whether windows may start before the video's first clip.
 
     Returns:
       int32 `[n]` window starts (`window_clips` gives their clips).
     """
     anchors = tf.cast(anchors, tf.int32)
-    choices = tf.cast(tf.minimum(anchors // STEP_CLIPS, num_steps - 1) + 1, tf.float32)
+    choices = tf.fill(tf.shape(anchors), num_steps) if padded else tf.minimum(anchors // STEP_CLIPS, num_steps - 1) + 1
+    choices = tf.cast(choices, tf.float32)
     steps = tf.cast(tf.random.stateless_uniform(tf.shape(anchors), seed) * choices, tf.int32)
     return anchors - STEP_CLIPS * steps
 
 
-def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO, every_step=False):
+def evaluation_window_starts(num_clips, num_steps, padded=False):
+    """The test windows of a video of K clips: one starting at every clip, and, `padded`,
+    at every clip from `4 (S - 1)` before the first, so that each clip is seen at every step.
+
+    Returns:
+      int32 `[K]`, or `[K + 4 (S - 1)]` padded, window starts (`window_clips`).
+    """
+    first = -STEP_CLIPS * (num_steps - 1) if padded else 0
+    return tf.range(first, num_clips, dtype=tf.int32)
+
+
+def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_PER_VIDEO, every_step=False,
+                     padded=False):
     """One epoch's training windows of one video (`training_clips` placed by `window_starts`).
 
     Args:
@@ -274,17 +294,18 @@ def training_windows(labels, num_steps, pool_seed, seed, clips_per_video=CLIPS_P
       clips_per_video: clips drawn.
       every_step: label every step of a window, not only the drawn clip's: the other steps
         then follow the video's own mix of labels, not the oversampled one.
+      padded: windows may start before the video (`window_starts`).
 
     Returns:
       `(clips, labels)`, int32 `[n, S]` each: the windows' clip indices and their labels,
-      -1 for steps without one (past the video's end; unless `every_step`, all but the
-      drawn clip's).
+      -1 for steps without one (outside the video; unless `every_step`, all but the drawn
+      clip's).
     """
     draw_seed, place_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     labels = tf.cast(labels, tf.int32)
     num_clips = tf.size(labels)
     anchors = training_clips(labels, pool_seed, draw_seed, clips_per_video)
-    clips = window_clips(window_starts(anchors, num_steps, place_seed), num_clips, num_steps)
+    clips = window_clips(window_starts(anchors, num_steps, place_seed, padded), num_clips, num_steps)
     labelled = clips >= 0 if every_step else tf.equal(clips, anchors[:, None])
     return clips, tf.where(labelled, tf.gather(labels, tf.maximum(clips, 0)), -1)
 

@@ -26,13 +26,17 @@ Training windows: each epoch, every video gives the windows of its `oops_labels.
 (at most 10 clips drawn from its oversampled clip list, each at a random step of its
 window). The loss is on the drawn clips' steps, which follow the authors' class ratios, as
 the appendix's oversampling intends (`--window_loss=every_step` trains on every step of a
-window, the others following their video's transitional-poor mix; steps past the video's
-end never carry a loss). Each step's frames are the encoder's pretraining sampling of the
+window, the others following their video's transitional-poor mix; steps outside the video
+never carry a loss). Each step's frames are the encoder's pretraining sampling of the
 clip: its block length at its frame stride (`oops_labels.step_frames`). Test: every clip of every
 valid test video; a window starts at every clip and each clip's probabilities are the mean
 softmax over the window steps that hold it (the paper's "temporal moving window", then
-"summarize the prediction"). Reported: clip-level accuracy, per class and overall, the
-confusion matrix (`protocol.video_metrics` on clips), and timelines of a few videos.
+"summarize the prediction"). The windows start in the video (the authors' protocol), so a
+clip's step says it lies at least that many seconds in; with `--pad_windows` they may start
+up to S - 1 steps before it, padded with the video's first clip, so that every clip is
+seen at every step (in training, the drawn clip at a uniform step). Reported: clip-level
+accuracy, per class and overall, the confusion matrix (`protocol.video_metrics` on clips),
+and timelines of a few videos.
 """
 
 import dataclasses
@@ -66,7 +70,7 @@ class Recipe:
     )
 
 
-# Bins of relative time of the content-free baseline (`time_prior_accuracy`): 1 s clips every
+# Bins of relative time of the content-free baseline (`time_prior_predictions`): 1 s clips every
 # 0.25 s of 3.2-30 s videos give 10-117 clips a video.
 TIME_PRIOR_BINS = 10
 
@@ -372,9 +376,11 @@ def _window_seeds(seed, offset, num_videos):
 
 
 def _training_windows(labels, num_steps, pool_seed, seed, config):
-    """`oops_labels.training_windows` with `--clips_per_video` and `--window_loss`."""
+    """`oops_labels.training_windows` with `--clips_per_video`, `--window_loss` and `--pad_windows`."""
     every_step = config.window_loss == "every_step"
-    return oops_labels.training_windows(labels, num_steps, pool_seed, seed, config.clips_per_video, every_step)
+    return oops_labels.training_windows(
+        labels, num_steps, pool_seed, seed, config.clips_per_video, every_step, config.pad_windows
+    )
 
 
 def augmented_windows(videos, method, frames_per_step, num_steps, config, borders):
@@ -392,8 +398,8 @@ def augmented_windows(videos, method, frames_per_step, num_steps, config, border
         pool_seed, epoch_seed = _window_seeds(config.seed, offset, len(videos.names))
         seed, clip_seed = tf.unstack(tf.random.experimental.stateless_split(epoch_seed, 2))
         clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
-        # Steps past the end show the last clip; they carry no label.
-        frame_indices = tf.gather(indices, tf.minimum(tf.maximum(clips, 0), tf.shape(indices)[0] - 1))
+        # Steps outside the video show its first clip (the padding); they carry no label.
+        frame_indices = tf.gather(indices, tf.maximum(clips, 0))
 
         def one_window(window, frame_indices, window_labels):
             frames = pipeline.decode_frames(video[modality], tf.reshape(frame_indices, [-1]), modality)
@@ -434,7 +440,7 @@ def cached_windows(videos, features, num_steps, config):
         video_features, labels = element
         pool_seed, seed = _window_seeds(config.seed, offset, len(videos.names))
         clips, window_labels = _training_windows(labels, num_steps, pool_seed, seed, config)
-        window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Past the end: any clip.
+        window_features = tf.gather(video_features, tf.maximum(clips, 0))  # Outside: the first clip.
         return tf.data.Dataset.from_tensor_slices((window_features, window_labels))
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
@@ -466,12 +472,14 @@ def compute_clip_features(classifier, videos, method, frames_per_step, batch_siz
 # ---- Evaluation -----------------------------------------------------------------------------------------
 
 
-def clip_probabilities(classifier, features, num_steps):
+def clip_probabilities(classifier, features, num_steps, padded=False):
     """Each clip's probabilities: the mean softmax over the steps of the windows holding it,
-    a window starting at every clip.
+    a window starting at every clip (`padded`: and before the first,
+    `oops_labels.evaluation_window_starts`); steps outside the video show its first clip.
 
     Args:
       features: per video, `[K, ...]` clip features.
+      padded: `--pad_windows`.
 
     Returns:
       Per video, float `[K, 3]`.
@@ -480,7 +488,8 @@ def clip_probabilities(classifier, features, num_steps):
     probabilities = []
     for video_features in features:
         num_clips = len(video_features)
-        clips = oops_labels.window_clips(tf.range(num_clips), num_clips, num_steps).numpy()  # [K, S]
+        starts = oops_labels.evaluation_window_starts(num_clips, num_steps, padded)
+        clips = oops_labels.window_clips(starts, num_clips, num_steps).numpy()  # [W, S]
         logits = step_logits(tf.gather(video_features, np.maximum(clips, 0))).numpy()
         valid = clips >= 0
         _, means = protocol.aggregate(logits[valid], clips[valid], "softmax")
@@ -488,13 +497,16 @@ def clip_probabilities(classifier, features, num_steps):
     return probabilities
 
 
-def time_prior_accuracy(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
-    """Clip accuracy of a classifier that sees only when a clip is, not what it shows.
+def time_prior_predictions(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
+    """The labels of a classifier that sees only when a clip is, not what it shows.
 
     Each test clip gets the commonest training label of the clips in the same bin of
     relative time (clip start / the last clip's end, `num_bins` bins), or the commonest label
-    overall where that bin holds no training clip. Failures come late in a video, so time
-    alone beats the majority class; a classifier should beat this to show it sees them.
+    overall where that bin holds no training clip. Failures come after the video's start, so
+    time alone beats the majority class; a classifier should beat this to show it sees them.
+
+    Returns:
+      int `[C]`, the label of every test clip, videos in order.
     """
 
     def bins_of(videos):
@@ -505,18 +517,20 @@ def time_prior_accuracy(train_videos, test_videos, num_bins=TIME_PRIOR_BINS):
     counts = np.zeros([num_bins, 3], np.int64)
     np.add.at(counts, (bins_of(train_videos), train_labels), 1)
     prior = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), np.bincount(train_labels, minlength=3).argmax())
-    return float(np.mean(prior[bins_of(test_videos)] == np.concatenate(test_videos.labels)))
+    return prior[bins_of(test_videos)]
 
 
 def evaluate(videos, probabilities, time_prior):
     """Clip-level results: accuracy overall and per class, mean class accuracy, confusion
     matrix (rows true), the majority-class accuracy (the chance level), the accuracy of the
-    time prior (`time_prior_accuracy`), and per video the clips' times, labels
-    and probabilities."""
+    time prior overall, mean over the classes and per class (`time_prior`: its
+    `time_prior_predictions`), and per video the clips' times, labels and probabilities."""
     labels = np.concatenate(videos.labels)
-    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, list(oops_labels.CLASS_NAMES))
+    names = list(oops_labels.CLASS_NAMES)
+    metrics = protocol.video_metrics(np.concatenate(probabilities), labels, names)
+    prior = protocol.video_metrics(np.eye(3)[time_prior], labels, names)
     return {
-        "class_names": list(oops_labels.CLASS_NAMES),
+        "class_names": names,
         "num_videos": len(videos.names),
         "num_clips": len(labels),
         "clip_level": {
@@ -525,7 +539,9 @@ def evaluate(videos, probabilities, time_prior):
             "per_class_accuracy": metrics["per_class_accuracy"],
             "confusion_matrix": metrics["confusion_matrix"],
             "majority_class_accuracy": float(np.bincount(labels, minlength=3).max() / len(labels)),
-            "time_prior_accuracy": time_prior,
+            "time_prior_accuracy": prior["top1"],
+            "time_prior_mean_class_accuracy": prior["mean_class_accuracy"],
+            "time_prior_per_class_accuracy": prior["per_class_accuracy"],
         },
         "videos": [
             {
@@ -548,7 +564,8 @@ def summary(results):
     )
     return (
         f"clip accuracy {level['accuracy']:.4f} (mean class {level['mean_class_accuracy']:.4f}; {per_class}; "
-        f"majority class {level['majority_class_accuracy']:.4f}, time prior {level['time_prior_accuracy']:.4f}) "
+        f"majority class {level['majority_class_accuracy']:.4f}, time prior {level['time_prior_accuracy']:.4f}, "
+        f"mean class {level['time_prior_mean_class_accuracy']:.4f}) "
         f"on {results['num_clips']} clips of "
         f"{results['num_videos']} videos"
     )
@@ -587,11 +604,12 @@ def run(config):
     classify.train(classifier, dataset, config, steps_per_epoch, config.output_dir)
 
     test_features = features_of(test_videos)
-    probabilities = clip_probabilities(classifier, test_features, num_steps)
-    results = evaluate(test_videos, probabilities, time_prior_accuracy(train_videos, test_videos))
+    probabilities = clip_probabilities(classifier, test_features, num_steps, config.pad_windows)
+    results = evaluate(test_videos, probabilities, time_prior_predictions(train_videos, test_videos))
     results.update(
         classifier=config.classifier, mode="finetune" if config.finetune else "frozen",
         encoder=config.encoder, loaded=loaded, method=method.name, num_steps=num_steps,
+        pad_windows=config.pad_windows,
         train_features=config.train_features, epochs=config.epochs, data=data_root, split=config.split,
         test_split=config.test_split, train_videos=len(train_videos.names),
         filter="annotations" if annotations else "records",
