@@ -131,9 +131,7 @@ def on_the_fly_dataset(video_paths, method, batch_size, seed=0):
         frames = tf.gather(frames, indices)
         if crop_window is None:
             return frames
-        if isinstance(crop_window, (tuple, list)):
-            crop_window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
-        windows = tf.broadcast_to(crop_window, [tf.shape(frames)[0], 4])  # One per frame.
+        windows = pipeline.frame_windows(crop_window, tf.shape(frames)[0])
         return tf.map_fn(
             lambda args: tf.image.crop_to_bounding_box(args[0], *tf.unstack(args[1])), (frames, windows),
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),

@@ -230,6 +230,15 @@ def _gather_pixels(clip, rows, cols):
     return tf.gather(tf.gather(clip, rows, axis=1), cols, axis=2)
 
 
+def short_side_size(height, width, size):
+    """`(height, width)` of frames resized so that their short side is `size`, the long side
+    `floor(size * long / short)` as the authors' `Scale(int)`."""
+    return (
+        tf.where(height <= width, size, size * height // width),
+        tf.where(height <= width, size * width // height, size),
+    )
+
+
 def resize_short_side(clip, size, method="bilinear", antialias=True):
     """Resizes every frame so its short side is `size`, keeping the aspect ratio.
 
@@ -244,10 +253,8 @@ def resize_short_side(clip, size, method="bilinear", antialias=True):
     Returns:
       `[T, H', W', C]` with `min(H', W') = size`, the input dtype.
     """
-    height, width = tf.shape(clip)[1], tf.shape(clip)[2]
-    new_height = tf.where(height <= width, size, size * height // width)
-    new_width = tf.where(height <= width, size * width // height, size)
-    resized = _image_resize(clip, tf.stack([new_height, new_width]), method, antialias)
+    new_size = tf.stack(short_side_size(tf.shape(clip)[1], tf.shape(clip)[2], size))
+    resized = _image_resize(clip, new_size, method, antialias)
     return _cast_like(resized, clip.dtype)
 
 
@@ -554,10 +561,16 @@ def multi_crop(clip, size, num_crops):
     return tf.stack(crops)
 
 
+def clip_seed(seed, index):
+    """The seed of clip `index` of a stack drawn with `seed`: `map_per_clip`'s, and that of
+    the crops a pipeline plans clip by clip (`resize_plan`)."""
+    return tf.random.experimental.stateless_fold_in(seed, index)
+
+
 def map_per_clip(augment_fn, clips, seed, output_dtype=None):
     """Applies a clip augmentation to each clip of a stack with its own seed.
 
-    Each clip gets the seed `stateless_fold_in(seed, index)`, so `random_crop` mapped over
+    Each clip gets the seed `clip_seed(seed, index)`, so `random_crop` mapped over
     a VCOP tuple gives a different window per clip and the same window within a clip (as
     VCOP's loader does), and temporal CPC crops each segment independently.
 
@@ -573,7 +586,7 @@ def map_per_clip(augment_fn, clips, seed, output_dtype=None):
 
     def augment_one(clip_and_index):
         clip, index = clip_and_index
-        return augment_fn(clip, tf.random.experimental.stateless_fold_in(seed, index))
+        return augment_fn(clip, clip_seed(seed, index))
 
     return tf.map_fn(
         augment_one,

@@ -44,14 +44,19 @@ def decode_frames(jpegs, indices, modality="rgb", crop_window=None):
             lambda jpeg: tf.io.decode_jpeg(jpeg, channels=channels), selected, fn_output_signature=signature
         )
     else:
-        if isinstance(crop_window, (tuple, list)):
-            crop_window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
-        windows = tf.broadcast_to(crop_window, [tf.shape(selected)[0], 4])
         frames = tf.map_fn(
             lambda args: tf.io.decode_and_crop_jpeg(args[0], args[1], channels=channels),
-            (selected, windows), fn_output_signature=signature,
+            (selected, frame_windows(crop_window, tf.shape(selected)[0])), fn_output_signature=signature,
         )
     return frames[..., : records.MODALITY_CHANNELS[modality]]
+
+
+def frame_windows(crop_window, num_frames):
+    """`decode_frames`' `crop_window`, one `(top, left, height, width)` for all frames or
+    `[K, 4]`, as int32 `[num_frames, 4]`, one row per frame."""
+    if isinstance(crop_window, (tuple, list)):
+        crop_window = tf.stack([tf.cast(v, tf.int32) for v in crop_window])
+    return tf.broadcast_to(crop_window, [num_frames, 4])
 
 
 def frame_size(jpegs):

@@ -57,7 +57,7 @@ class ClipMethod(Method):
 
         Each clip is resized to `frame_size`, cropped to `resolution` at a random position
         and, with `flip`, flipped with probability 1/2; its own draws come from
-        `stateless_fold_in(seed, k)` (as `augment.map_per_clip`). The resize itself is
+        `augment.clip_seed(seed, k)` (as `augment.map_per_clip`). The resize itself is
         deferred to the batched step (`augment.resize_plan`): here only the source windows
         the crops read are decoded, and the weights that resize them are drawn.
 
@@ -75,7 +75,7 @@ class ClipMethod(Method):
         resized, size = self.frame_size(), self.config.resolution
         offsets, flips = [], []
         for k in range(num_clips):
-            clip_seed = tf.random.experimental.stateless_fold_in(seed, k)
+            clip_seed = augment.clip_seed(seed, k)
             if flip:
                 clip_seed, flip_seed = sampling.split_seed(clip_seed, 2)
                 flips.append(augment.draw_flip(flip_seed))

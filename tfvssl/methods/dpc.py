@@ -90,8 +90,8 @@ def dpc_train_example(config, video, seed, *, modality="rgb"):
         (top, left, crop_height, crop_width), fits = augment.resized_crop_window(height, width, seeds[1])
         # The window resized to the resolution; when no attempt fits (the window is then
         # the whole frame), its short side resized to it and the centre cropped.
-        short = tf.minimum(crop_height, crop_width)
-        resized = [tf.where(fits, size, size * side // short) for side in (crop_height, crop_width)]
+        short_side = augment.short_side_size(crop_height, crop_width, size)
+        resized = [tf.where(fits, size, side) for side in short_side]
         offsets = [augment.center_offset(side, size) for side in resized]
         windows, rows, cols = augment.resize_plan(
             (height, width), [[top, left, crop_height, crop_width]], resized, [offsets], size,

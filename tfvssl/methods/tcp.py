@@ -98,8 +98,7 @@ class TemporalCPC(Method):
         crop = short_side_fraction(height, width, c.segment_crop_fraction)
         # Each segment's own window, drawn as `augment.map_per_clip` would.
         corners = [
-            augment.crop_window(height, width, crop, tf.random.experimental.stateless_fold_in(crop_seed, k))[:2]
-            for k in range(num_segments)
+            augment.crop_window(height, width, crop, augment.clip_seed(crop_seed, k))[:2] for k in range(num_segments)
         ]
         regions = tf.stack([tf.stack([top, left, crop, crop]) for top, left in corners])
         windows, rows, cols = augment.resize_plan(

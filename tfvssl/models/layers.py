@@ -356,26 +356,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         return tf.reshape(y, shape), mean, unbiased * (count - 1.0) / tf.maximum(count, 1.0)
 
     def _moments(self, x, mask):
-        """Per-channel mean and biased variance of `[B, ..., C]` float32 (or float64) `x`.
-
-        Synchronised statistics are Keras' cross-replica ones; the others are `_mean`s.
-        """
+        """Per-channel mean and biased variance of `[B, ..., C]` `x`: Keras' cross-replica
+        ones when synchronised, else this replica's (float64 models: the fused op is float32)."""
         if self.synchronized:
             return super()._moments(x, mask)
-        average = self._mean(x)
-        return average, self._mean(tf.math.squared_difference(x, tf.stop_gradient(average)))
-
-    def _mean(self, values):
-        """Per-channel mean of `[B, ..., C]` float32 `values`.
-
-        Summed in two stages, over the spatial axes and then over batch and time: one
-        float32 sum over all B*T*H*W values leaves ~1e-6 of error in the variance at 16k
-        values a channel (CPU), ten times PyTorch's (whose CPU kernels accumulate in
-        double); the staged sums are as accurate as PyTorch's.
-        """
-        axes = list(self._reduction_axes)
-        inner, outer = axes[2:], axes[:2]  # [B, T, H, W, C]: H and W, then B and T
-        return tf.reduce_mean(tf.reduce_mean(values, axis=inner) if inner else values, axis=outer)
+        return tf.nn.moments(x, axes=list(self._reduction_axes))
 
     def get_config(self):
         config = super().get_config()
