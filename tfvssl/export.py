@@ -60,7 +60,9 @@ def main(argv):
     except ValueError as error:
         return cli.failed(error)
     exporting.export_encoder(
-        method, encoder, export_dir, extra_info={"checkpoint": checkpoint, "workdir": os.path.abspath(FLAGS.workdir)},
+        method, encoder, export_dir, extra_info={
+            "checkpoint": checkpoint and os.path.abspath(checkpoint), "workdir": os.path.abspath(FLAGS.workdir)
+        },
         assert_finite=FLAGS.assert_finite,
     )
     logging.info("exported %s encoder (%s) to %s", method.name, checkpoint or "untrained", export_dir)

@@ -18,7 +18,7 @@ from tfvssl import pretrain
 from tfvssl.data import oops_labels
 from tfvssl.data import synthetic
 from tfvssl import workdir
-from tfvssl.eval import unintentional
+from tfvssl.eval import exporting, unintentional
 
 FLAGS = flags.FLAGS
 
@@ -118,16 +118,26 @@ def test_bad_flags_fail_with_a_message_naming_them(oops_run, tiny_dataset, tmp_p
     assert not (tmp_path / "out" / unintentional.RESULTS_FILE).exists()
 
 
-def test_the_predictive_classifier_finds_the_workdir_of_an_export(oops_run):
-    run, export_dir, _ = oops_run
-    config = types.SimpleNamespace(
-        encoder=export_dir, classifier="predictive", finetune=False, train_features="augmented",
+def oops_config(encoder):
+    return types.SimpleNamespace(
+        encoder=encoder, classifier="predictive", finetune=False, train_features="augmented",
         oops_annotations=None, oops_borders=None,
     )
 
-    method, source = unintentional.method_and_source(config)
 
-    assert (method.name, source) == ("memdpc", run)
+def test_the_predictive_classifier_reads_the_checkpoint_an_export_was_made_from(oops_run, tmp_path):
+    run, export_dir, _ = oops_run
+    older, untrained = tmp_path / "older", tmp_path / "untrained"
+    for directory, checkpoint in ((older, os.path.join(run, "ckpt", "ckpt-1")), (untrained, None)):
+        directory.mkdir()
+        (directory / exporting.INFO_FILE).write_text(json.dumps({"workdir": run, "checkpoint": checkpoint}))
+
+    assert unintentional.method_and_source(oops_config(run))[1] == os.path.join(run, "ckpt")
+    method, source = unintentional.method_and_source(oops_config(export_dir))
+    assert (method.name, source) == ("memdpc", os.path.join(run, "ckpt", "ckpt-2"))
+    assert unintentional.method_and_source(oops_config(str(older)))[1] == os.path.join(run, "ckpt", "ckpt-1")
+    with pytest.raises(ValueError, match="an untrained export; .* --random_init"):
+        unintentional.method_and_source(oops_config(str(untrained)))
 
 
 # ---- Pieces ------------------------------------------------------------------------------------------

@@ -257,14 +257,22 @@ class PredictiveClassifier(OopsClassifier):
         return tf.concat([tf.reduce_mean(features, axis=[2, 3]), tf.reduce_mean(predicted, axis=[2, 3])], -1)
 
 
-def _pretraining_workdir(path):
-    """The MemDPC pretraining workdir `--encoder` names (itself, or the one its export records)."""
+def _pretraining_checkpoint(path):
+    """`(workdir, checkpoint)` of the MemDPC pretraining run `--encoder` names: a workdir and its
+    ckpt/ directory (its newest checkpoint is read), or the workdir an export records and the
+    checkpoint it was exported from (an older one with `tfvssl.export --checkpoint`)."""
     if workdir.is_workdir(path):
-        return path
+        return path, os.path.join(path, workdir.CKPT_DIR)
     if os.path.isfile(os.path.join(path, exporting.INFO_FILE)):
-        recorded = exporting.read_info(path).get("workdir")
+        info = exporting.read_info(path)
+        recorded = info.get("workdir")
         if recorded and workdir.is_workdir(recorded):
-            return recorded
+            if not info.get("checkpoint"):
+                raise ValueError(
+                    f"--encoder={path}: an untrained export; for the randomly initialised baseline pass "
+                    f"--random_init with --encoder={recorded}"
+                )
+            return recorded, info["checkpoint"]
     raise ValueError(
         f"--encoder={path}: --classifier=predictive needs the MemDPC pretraining workdir (its memory and "
         "predictor are not exported); give the workdir, or use --classifier=embedding"
@@ -275,7 +283,8 @@ def method_and_source(config):
     """The `Method` of `--encoder` and what its classifier is built from, without TF work.
 
     Returns:
-      `(method, source)`: source is the pretraining workdir (predictive), else `--encoder`.
+      `(method, source)`: source is the pretraining checkpoint (predictive: a prefix, or a
+      directory whose newest is read), else `--encoder`.
 
     Raises:
       ValueError: naming the flag that does not fit.
@@ -286,11 +295,11 @@ def method_and_source(config):
     if config.finetune and config.train_features == "cached":
         raise ValueError("--train_features=cached: the features of a fine-tuned encoder change; drop one")
     if config.classifier == "predictive":
-        source = _pretraining_workdir(config.encoder)
-        method = workdir.load_method(source)
+        run, source = _pretraining_checkpoint(config.encoder)
+        method = workdir.load_method(run)
         if method.name != "memdpc":
             raise ValueError(
-                f"--classifier=predictive: {source} pretrained {method.name}, not memdpc; use "
+                f"--classifier=predictive: {run} pretrained {method.name}, not memdpc; use "
                 "--classifier=embedding"
             )
         return method, source
@@ -315,7 +324,7 @@ def build_classifier(config, method, source):
         workdir.use_running_statistics(model)
         loaded = "random initialisation"
         if not config.random_init:
-            loaded = checkpoint.load_weights(model, os.path.join(source, workdir.CKPT_DIR))
+            loaded = checkpoint.load_weights(model, source)
         classifier = PredictiveClassifier(model, head, frozen, weight_decay)
         return classifier, method.config.block_length, loaded
     if config.random_init:
