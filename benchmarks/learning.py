@@ -33,14 +33,13 @@ import os
 
 import numpy as np
 from absl import app, flags
-from runs import REPO, mean_std, pretrain, read_flags, run_module
+from runs import REPO, directories, mean_std, pretrain, read_flags, run_module
 
 # The evaluations run in this process: their flags, and those of every method the exports
 # read from a run's flags.txt, must exist before the command line is parsed.
 from tfvssl import export, methods, probe, retrieve  # noqa: F401
 
 METHODS = tuple(methods.METHODS)
-RESULTS = os.path.join(REPO, "benchmarks", "results")
 
 flags.DEFINE_list("bench_methods", list(METHODS), "Methods to benchmark.")
 flags.DEFINE_list("bench_seeds", ["0", "1", "2"], "Pretraining seeds (also the probes' seeds).")
@@ -218,13 +217,9 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--bench_methods: unknown {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in FLAGS.bench_seeds][:1 if FLAGS.bench_quick else None]
-    # Quick runs keep apart from real ones: a complete run in the workdir is reused, not retrained.
-    default_workdir = os.path.join(REPO, "workdirs", "learning_quick" if FLAGS.bench_quick else "learning")
-    FLAGS.bench_workdir = os.path.abspath(FLAGS.bench_workdir or default_workdir)
-    default_output = os.path.join(FLAGS.bench_workdir, "results") if FLAGS.bench_quick else RESULTS
-    FLAGS.bench_output_dir = os.path.abspath(FLAGS.bench_output_dir or default_output)
-    os.chdir(REPO)  # The flagfiles name each other relative to the repository root.
-    os.makedirs(FLAGS.bench_output_dir, exist_ok=True)
+    FLAGS.bench_workdir, FLAGS.bench_output_dir = directories(
+        "learning", FLAGS.bench_workdir, FLAGS.bench_output_dir, FLAGS.bench_quick
+    )
     path = os.path.join(FLAGS.bench_output_dir, "learning.json")
     report = {}
     if os.path.isfile(path):

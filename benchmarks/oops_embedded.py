@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 from absl import app, flags
-from runs import REPO, mean_std, pretrain, run_module
+from runs import REPO, directories, mean_std, pretrain, run_module
 
 # The tools run in this process: their flags must exist before the command line is parsed.
 from tfvssl import export, oops  # noqa: F401
@@ -34,7 +34,6 @@ from tfvssl.eval import unintentional
 
 PRETRAIN_FLAGS = os.path.join("configs", "bench", "oops_memdpc.flags")
 CLASSIFIER_FLAGS = os.path.join("configs", "bench", "oops.flags")
-RESULTS = os.path.join(REPO, "benchmarks", "results")
 WINDOWS = {"padded": [], "one_clip": ["--num_steps=1"]}
 SCORES = ("accuracy", "mean_class_accuracy")
 
@@ -186,12 +185,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     seeds = [int(s) for s in FLAGS.bench_seeds][:1 if FLAGS.bench_quick else None]
-    default_workdir = os.path.join(REPO, "workdirs", "oops_embedded_quick" if FLAGS.bench_quick else "oops_embedded")
-    FLAGS.bench_workdir = os.path.abspath(FLAGS.bench_workdir or default_workdir)
-    default_output = os.path.join(FLAGS.bench_workdir, "results") if FLAGS.bench_quick else RESULTS
-    FLAGS.bench_output_dir = os.path.abspath(FLAGS.bench_output_dir or default_output)
-    os.chdir(REPO)  # The flagfiles name each other relative to the repository root.
-    os.makedirs(FLAGS.bench_output_dir, exist_ok=True)
+    FLAGS.bench_workdir, FLAGS.bench_output_dir = directories(
+        "oops_embedded", FLAGS.bench_workdir, FLAGS.bench_output_dir, FLAGS.bench_quick
+    )
     extra = QUICK_PRETRAIN if FLAGS.bench_quick else []
     runs = [benchmark_seed(seed, extra) for seed in seeds]
     report = {"pretrain_flagfile": PRETRAIN_FLAGS, "classifier_flagfile": CLASSIFIER_FLAGS,

@@ -14,7 +14,23 @@ from absl import flags, logging
 from absl.testing import flagsaver
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+RESULTS = os.path.join(REPO, "benchmarks", "results")
 FLAGS = flags.FLAGS
+
+
+def directories(name, workdir, output_dir, quick):
+    """`(workdir, output_dir)` of benchmark `name`, absolute, the output directory created; the
+    process then works in the repository root (the flagfiles name each other relative to it).
+
+    By default workdirs/<name> and benchmarks/results; quick runs keep apart from real ones
+    (workdirs/<name>_quick, their results inside it), since a complete run found in a workdir is
+    reused, not retrained.
+    """
+    workdir = os.path.abspath(workdir or os.path.join(REPO, "workdirs", f"{name}_quick" if quick else name))
+    output_dir = os.path.abspath(output_dir or (os.path.join(workdir, "results") if quick else RESULTS))
+    os.chdir(REPO)
+    os.makedirs(output_dir, exist_ok=True)
+    return workdir, output_dir
 
 
 def run_module(module, args):
