@@ -3,8 +3,9 @@
 Geometry (crops, flips, resizing) is drawn once per clip so every frame sees the same
 window; colour ops draw per frame or per clip as each method's recipe says. The DPC family
 applies these ops to all blocks of a sample at once (`[N * L, H, W, C]`), so one crop
-covers every block; VCOP and temporal CPC crop each clip of a tuple or each segment
-independently with `map_per_clip`.
+covers every block; VCOP, Pace and temporal CPC crop each clip of a tuple or each segment
+independently, each with its `clip_seed` (`map_per_clip` maps an augmentation that way;
+their input pipelines plan the crops with `resize_plan` instead).
 
 Dtypes: geometry ops accept uint8 or float clips and return the input dtype (uint8
 results of interpolation are rounded). Colour ops accept uint8 (0-255) or float in
@@ -279,8 +280,9 @@ def random_resized_crop(
     Note: area and aspect are uniform, not log-uniform as in torchvision's
     `RandomResizedCrop`.
 
-    The two halves, `resized_crop_window` and `resize_crop`, let the input pipeline
-    decode only the window.
+    `resized_crop_window` draws the window alone, so that an input pipeline decodes only
+    it (DPC's plans the resize too: `resize_plan`); `resize_crop` finishes the crop on the
+    decoded window.
 
     Args:
       clip: `[T, H, W, C]` uint8 or float.
