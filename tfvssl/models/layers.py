@@ -342,18 +342,26 @@ class BatchNorm(keras.layers.BatchNormalization):
 
         On this project's 2-core CPU, 1.6 times faster in float32 than staged statistics with
         a closed-form gradient (y and its gradient within 2e-6 of the exact answer, relative,
-        against 1.5e-7) and 3 times faster in bfloat16 than that on a float32 copy (as
+        against 1.5e-7, over 40,960 values a channel) and 3 times faster in bfloat16 than that on a float32 copy (as
         accurate: bfloat16's rounding dominates).
         """
         shape = tf.shape(inputs)
         # Leading axes merged into one: the op takes [N, H, W, C].
         folded = [-1, shape[-3], shape[-2], shape[-1]] if inputs.shape.rank >= 4 else [-1, 1, 1, shape[-1]]
+        x = tf.reshape(inputs, folded)
+        shift = tf.zeros_like(gamma)
+        if inputs.dtype == tf.float32:
+            # The op's one-pass variance, E[x^2] - E[x]^2, cancels in float32 where a channel's
+            # mean dwarfs its spread; one sample of each channel as origin keeps both terms
+            # of the spread's size (the statistics shift with it, y and its gradient do not).
+            shift = tf.stop_gradient(x[0, 0, 0])
+            x -= shift
         y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=tf.reshape(inputs, folded), scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
+            x=x, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
             epsilon=self.epsilon, is_training=True,
         )
         count = tf.cast(tf.size(inputs) // shape[-1], tf.float32)
-        return tf.reshape(y, shape), mean, unbiased * (count - 1.0) / tf.maximum(count, 1.0)
+        return tf.reshape(y, shape), mean + shift, unbiased * (count - 1.0) / tf.maximum(count, 1.0)
 
     def _moments(self, x, mask):
         """Per-channel mean and biased variance of `[B, ..., C]` `x`: Keras' cross-replica

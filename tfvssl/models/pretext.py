@@ -65,7 +65,7 @@ def clip_global_norm(grads, clip_norm, unscale=1.0):
     if context is not None and context.num_replicas_in_sync > 1:
         present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
     norm = tf.linalg.global_norm(present) / unscale
-    scale = tf.minimum(1.0, clip_norm / norm)
+    scale = tf.minimum(clip_norm / norm, 1.0)  # In the gradients' dtype (float64 models too).
     return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
 
 
