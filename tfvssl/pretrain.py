@@ -63,6 +63,7 @@ def synthetic_config(config):
             test_videos_per_class=max(1, config.synthetic_videos_per_class // 4),
             oops=config.synthetic_oops,
             clutter=config.synthetic_clutter,
+            vary_speed=config.synthetic_vary_speed,
         )
     except ValueError as error:
         # The config's messages open with the field's name: the flag's without its prefix.

@@ -102,10 +102,11 @@ def test_objects_wrap_around_the_frame_edges():
     assert red[8, 5:11].max() == 0 and red[0].max() == 0
 
 
-def _trajectories(pattern, num_draws=300, num_frames=20):
+def _trajectories(pattern, num_draws=300, num_frames=20, vary_speed=True):
     rng = np.random.default_rng(0)
     t = np.arange(num_frames, dtype=np.float64)
-    draws = [synthetic.MOTION_PATTERNS[pattern](rng, t) for _ in range(num_draws)]
+    rate = (synthetic.drawn_rate if vary_speed else synthetic.middle_rate)(rng)
+    draws = [synthetic.MOTION_PATTERNS[pattern](rng, t, rate) for _ in range(num_draws)]
     return synthetic.Trajectory(*(np.stack(values) for values in zip(*draws)))  # [draws, T]
 
 
@@ -125,6 +126,28 @@ def test_patterns_move_in_their_direction_only(pattern, moving, sign):
         assert np.all(np.sign(steps) == sign)
     for still in set(synthetic.Trajectory._fields) - {moving}:
         assert np.ptp(getattr(trajectory, still), axis=1).max() == 0
+
+
+@pytest.mark.parametrize("pattern, moving, low, high", [
+    ("translate_left", "x", 0.02, 0.04), ("rotate_clockwise", "angle", 0.08, 0.16),
+])
+def test_one_speed_per_class_without_vary_speed(pattern, moving, low, high):
+    varied = np.abs(np.diff(getattr(_trajectories(pattern), moving), axis=1))
+    fixed = np.abs(np.diff(getattr(_trajectories(pattern, vary_speed=False), moving), axis=1))
+
+    assert varied.min() < low + 0.1 * (high - low) and varied.max() > high - 0.1 * (high - low)
+    np.testing.assert_allclose(fixed, (low + high) / 2, rtol=1e-9)
+
+
+def test_without_vary_speed_only_the_speed_changes():
+    config = synthetic.SyntheticConfig(num_frames=6, resolution=32, clutter=False)
+    fixed = dataclasses.replace(config, vary_speed=False)
+    videos = [synthetic.render_video(c, 0, np.random.default_rng(5)) for c in (config, fixed)]
+
+    np.testing.assert_array_equal(videos[0][0], videos[1][0])  # Same objects, same start.
+    assert np.abs(videos[0][-1].astype(int) - videos[1][-1]).max() > 50  # Moved apart.
+    assert "vary_speed" not in synthetic.config_dict(config)  # Cache paths of before.
+    assert synthetic.config_dict(fixed)["vary_speed"] is False
 
 
 @pytest.mark.parametrize("pattern, sign", [("orbit_clockwise", 1), ("orbit_counterclockwise", -1)])

@@ -104,6 +104,12 @@ class SyntheticConfig:
         metadata={"help": "Textured backgrounds, coloured objects, distractors and a shaking camera; "
                           "without: white objects on a flat grey, the only thing that moves."},
     )
+    vary_speed: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "Each video draws its motion's speed and extent from its class's range "
+                          "(a factor of 1.5-2); without: every video of a class moves at the "
+                          "range's middle, the same videos otherwise."},
+    )
 
     def __post_init__(self):
         if not 1 <= self.num_classes <= len(MOTION_PATTERNS):
@@ -139,17 +145,18 @@ class SyntheticConfig:
 def config_dict(config):
     """The config as `dataset_info.json` records it and the cache path hashes it.
 
-    `oops` appears only when set, with `oops_version` (`OOPS_VERSION`), and `clutter` only
-    when unset: datasets made before these options existed keep their info and their cache
-    path, and oops datasets of older failures are regenerated.
+    `oops` appears only when set, with `oops_version` (`OOPS_VERSION`), and `clutter` and
+    `vary_speed` only when unset: datasets made before these options existed keep their info
+    and their cache path, and oops datasets of older failures are regenerated.
     """
     values = dataclasses.asdict(config)
     if values["oops"]:
         values["oops_version"] = OOPS_VERSION
     else:
         del values["oops"]
-    if values["clutter"]:
-        del values["clutter"]
+    for default_on in ("clutter", "vary_speed"):
+        if values[default_on]:
+            del values[default_on]
     return values
 
 
@@ -169,13 +176,31 @@ class Trajectory(NamedTuple):
 
 
 # ---- Motion patterns ------------------------------------------------------------------------
-# Each maps (rng, t) -> Trajectory for frames t = 0, 1, ... Start position, orientation and
-# phase are uniform, which keeps every frame's pose distribution the same in every class.
+# Each maps (rng, t, rate) -> Trajectory for frames t = 0, 1, ... Start position, orientation
+# and phase are uniform, which keeps every frame's pose distribution the same in every class.
 # Speeds are per frame, in frame widths (translation: 1.3-2.6 px per frame at 64 px), so
-# the motion shows at any resolution over 8-40 frames.
+# the motion shows at any resolution over 8-40 frames. A pattern draws its speed and extent
+# (amplitude, radius, period) with `rate(low, high)` (`drawn_rate` or `middle_rate`).
 
 
-def _static_pose(rng, t):
+def drawn_rate(rng):
+    """`rate(low, high)`: a speed or extent uniform over the class's range, per video."""
+    return lambda low, high: rng.uniform(low, high)
+
+
+def middle_rate(rng):
+    """`rate(low, high)`: the range's middle, one speed for the whole class (Pace's pace is then
+    a property of the clip). The draw is still made, so every other draw of the video is the
+    same as with `drawn_rate`."""
+
+    def rate(low, high):
+        rng.uniform(low, high)
+        return (low + high) / 2
+
+    return rate
+
+
+def _static_pose(rng, t, rate=None):
     """Uniform position and orientation, held still, with the common scale law."""
     ones = np.ones_like(t)
     return Trajectory(
@@ -187,38 +212,36 @@ def _static_pose(rng, t):
 
 
 def _translate(direction_x, direction_y):
-    def pattern(rng, t):
+    def pattern(rng, t, rate):
         pose = _static_pose(rng, t)
-        speed = rng.uniform(0.02, 0.04)
+        speed = rate(0.02, 0.04)
         return pose._replace(x=pose.x + direction_x * speed * t, y=pose.y + direction_y * speed * t)
 
     return pattern
 
 
 def _rotate(sign):
-    def pattern(rng, t):
+    def pattern(rng, t, rate):
         pose = _static_pose(rng, t)
-        return pose._replace(angle=pose.angle + sign * rng.uniform(0.08, 0.16) * t)
+        return pose._replace(angle=pose.angle + sign * rate(0.08, 0.16) * t)
 
     return pattern
 
 
 def _orbit(sign):
-    def pattern(rng, t):
+    def pattern(rng, t, rate):
         pose = _static_pose(rng, t)
-        radius = rng.uniform(0.15, 0.25)
-        phase = rng.uniform(0, 2 * np.pi) + sign * rng.uniform(0.1, 0.2) * t
+        radius = rate(0.15, 0.25)
+        phase = rng.uniform(0, 2 * np.pi) + sign * rate(0.1, 0.2) * t
         return pose._replace(x=pose.x + radius * np.cos(phase), y=pose.y + radius * np.sin(phase))
 
     return pattern
 
 
 def _oscillate(axis_x, axis_y):
-    def pattern(rng, t):
+    def pattern(rng, t, rate):
         pose = _static_pose(rng, t)
-        offset = rng.uniform(0.15, 0.25) * np.sin(
-            rng.uniform(0, 2 * np.pi) + 2 * np.pi * t / rng.uniform(16, 32)
-        )
+        offset = rate(0.15, 0.25) * np.sin(rng.uniform(0, 2 * np.pi) + 2 * np.pi * t / rate(16, 32))
         return pose._replace(x=pose.x + axis_x * offset, y=pose.y + axis_y * offset)
 
     return pattern
@@ -229,20 +252,20 @@ def _scale_sawtooth(sign):
     # log-scale runs up (or down) the whole range and wraps, from a random phase, so each
     # frame sees the common log-uniform law. A period above the usual clip length makes the
     # wrap rare within a clip.
-    def pattern(rng, t):
+    def pattern(rng, t, rate):
         pose = _static_pose(rng, t)
-        phase = (rng.uniform() + sign * t / rng.uniform(24, 40)) % 1.0
+        phase = (rng.uniform() + sign * t / rate(24, 40)) % 1.0
         low, high = np.log(_SCALE_RANGE)
         return pose._replace(scale=np.exp(low + (high - low) * phase))
 
     return pattern
 
 
-def _accelerate(rng, t):
+def _accelerate(rng, t, rate):
     pose = _static_pose(rng, t)
     direction = rng.uniform(0, 2 * np.pi)
     # From rest to about 0.05 frame widths per frame by the last frame, whatever the length.
-    distance = 0.5 * rng.uniform(0.04, 0.06) / max(t[-1], 1) * t**2
+    distance = 0.5 * rate(0.04, 0.06) / max(t[-1], 1) * t**2
     return pose._replace(
         x=pose.x + distance * np.cos(direction), y=pose.y + distance * np.sin(direction)
     )
@@ -571,8 +594,10 @@ def render_video(config, class_index, rng, failure=None):
     t = np.arange(num_frames, dtype=np.float64)
     motion = list(MOTION_PATTERNS.values())[class_index]
 
+    rate = (drawn_rate if config.vary_speed else middle_rate)(rng)
+
     def foreground():
-        trajectory = motion(rng, t)
+        trajectory = motion(rng, t, rate)
         return trajectory if failure is None else break_motion(trajectory, failure.frame, failure.kind)
 
     # Objects: (trajectory, radius), foreground ones following the class's motion.

@@ -47,6 +47,12 @@ flags.DEFINE_boolean(
     "Embedded videos with textured backgrounds, coloured objects, distractors and a shaking camera; "
     "--nosynthetic_clutter: white objects on a flat grey, the only thing that moves.",
 )
+flags.DEFINE_boolean(
+    "synthetic_vary_speed", True,
+    "Embedded videos whose motion's speed and extent vary per video within the class's range; "
+    "--nosynthetic_vary_speed: one speed per class (a clip's pace then follows from its class "
+    "and apparent speed, as Pace prediction assumes).",
+)
 
 # ---- Optimisation ---------------------------------------------------------------------------
 flags.DEFINE_integer("train_steps", None, "Number of training steps. Default: recipe.", lower_bound=1)
