@@ -201,7 +201,8 @@ def middle_rate(rng):
 
 
 def _static_pose(rng, t, rate=None):
-    """Uniform position and orientation, held still, with the common scale law."""
+    """Uniform position and orientation, held still, with the common scale law (the "still"
+    class: no motion, so no `rate` to draw)."""
     ones = np.ones_like(t)
     return Trajectory(
         x=rng.uniform() * ones,
