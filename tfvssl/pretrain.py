@@ -64,6 +64,7 @@ def synthetic_config(config):
             oops=config.synthetic_oops,
             clutter=config.synthetic_clutter,
             vary_speed=config.synthetic_vary_speed,
+            motion_defined=config.synthetic_motion_defined,
         )
     except ValueError as error:
         # The config's messages open with the field's name: the flag's without its prefix.

@@ -150,6 +150,46 @@ def test_without_vary_speed_only_the_speed_changes():
     assert synthetic.config_dict(fixed)["vary_speed"] is False
 
 
+def test_dot_texture_dots_live_their_lifetime_and_move_with_their_coordinates():
+    texture = synthetic.DotTexture(np.random.default_rng(0), cells=64, num_frames=40)
+    # At cell corners the bilinear sample is the cell's own level.
+    u, v = np.meshgrid(np.arange(64.0), np.arange(64.0))
+
+    def levels(frame, shift=0.0):
+        return texture.sample(np.array(frame)[None, None, None], u[None] + shift, v[None])[0]
+
+    assert set(np.unique(levels(0))) == set(synthetic._DOT_LEVELS)
+    lifetime = synthetic._DOT_LIFETIME
+    for lag in (1, 2, 4):  # lag / lifetime of the cells are redrawn, half of them alike.
+        assert abs(np.mean(levels(10) == levels(10 + lag)) - (1 - lag / lifetime / 2)) < 0.03
+    assert abs(np.mean(levels(10) == levels(10 + lifetime)) - 0.5) < 0.03  # All new: chance.
+    # The pattern is a function of texture coordinates: shifted by 3 cells, wrapping.
+    np.testing.assert_array_equal(levels(5, shift=3.0), np.roll(levels(5), -3, axis=1))
+
+
+def test_motion_defined_frames_hide_the_objects_that_motion_shows():
+    plain = synthetic.SyntheticConfig(num_frames=24, resolution=64, clutter=False)
+    dots = dataclasses.replace(plain, motion_defined=True)
+    rngs = [np.random.default_rng(3), np.random.default_rng(3)]
+    outline, video = (synthetic.render_video(c, 0, r).astype(float) for c, r in zip((plain, dots), rngs))
+
+    assert rngs[0].uniform() == rngs[1].uniform()  # The same draws: same objects, same motion.
+    assert np.abs(video - video[..., :1]).max() == 0  # Grey.
+    inside = outline[..., 0] == synthetic._PLAIN_OBJECT
+    outside = outline[..., 0] == synthetic._PLAIN_BACKGROUND
+    assert inside.sum() > 1000
+    # In any frame, object and background look alike: the same grey levels, the same dots.
+    grey = video[..., 0]
+    assert abs(grey[inside].mean() - grey[outside].mean()) < 4
+    assert abs(grey[inside].std() - grey[outside].std()) < 4
+    # Over a frame the dots on the background stay; on the object (translating right at 0.02-0.04
+    # frame widths a frame) they leave: the object is where consecutive frames differ.
+    still = np.abs(np.diff(grey, axis=0))
+    assert still[inside[1:] & inside[:-1]].mean() > 2 * still[outside[1:] & outside[:-1]].mean()
+    assert "motion_defined" not in synthetic.config_dict(plain)  # Cache paths of before.
+    assert synthetic.config_dict(dots)["motion_defined"] is True
+
+
 @pytest.mark.parametrize("pattern, sign", [("orbit_clockwise", 1), ("orbit_counterclockwise", -1)])
 def test_orbits_turn_clockwise_on_screen_for_a_positive_cross_product(pattern, sign):
     trajectory = _trajectories(pattern)

@@ -10,7 +10,12 @@ distribution the same at every frame (uniform position on the torus the objects 
 uniform orientation, the same size law), so no single frame tells the class: only motion
 does. A frozen random encoder therefore does poorly and a good video representation well.
 Without clutter (`clutter=False`, `--noclutter`) the same foreground objects move, white, on a
-flat grey, with no distractors and no camera shake.
+flat grey, with no distractors and no camera shake. Motion-defined (`motion_defined=True`,
+`--motion_defined`; the learning benchmark's) the same scene is drawn in one grey random-dot
+texture, objects and background alike, whose dots live `_DOT_LIFETIME` frames (`DotTexture`):
+no frame shows an object, and frames far apart share no dot, so that nothing but motion
+tells one video, or one moment of it, from another (a limited-lifetime random-dot
+kinematogram).
 
 Everything is deterministic by seed (see `iter_split`).
 
@@ -110,6 +115,12 @@ class SyntheticConfig:
                           "(a factor of 1.5-2); without: every video of a class moves at the "
                           "range's middle, the same videos otherwise."},
     )
+    motion_defined: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Objects and background drawn in the same grey random-dot texture whose "
+                          "dots live a few frames (`DotTexture`): no frame shows an object or tells "
+                          "one video from another, only motion does; the same shapes and motion."},
+    )
 
     def __post_init__(self):
         if not 1 <= self.num_classes <= len(MOTION_PATTERNS):
@@ -146,8 +157,9 @@ def config_dict(config):
     """The config as `dataset_info.json` records it and the cache path hashes it.
 
     `oops` appears only when set, with `oops_version` (`OOPS_VERSION`), and `clutter` and
-    `vary_speed` only when unset: datasets made before these options existed keep their info
-    and their cache path, and oops datasets of older failures are regenerated.
+    `vary_speed` only when unset, `motion_defined` only when set: datasets made before these
+    options existed keep their info and their cache path, and oops datasets of older failures
+    are regenerated.
     """
     values = dataclasses.asdict(config)
     if values["oops"]:
@@ -157,6 +169,8 @@ def config_dict(config):
     for default_on in ("clutter", "vary_speed"):
         if values[default_on]:
             del values[default_on]
+    if not values["motion_defined"]:
+        del values["motion_defined"]
     return values
 
 
@@ -483,6 +497,48 @@ SHAPES = {"pacman": _pacman, "broken_ring": _broken_ring, "arrowhead": _arrowhea
 
 # ---- Rendering ------------------------------------------------------------------------------
 
+# Motion-defined mode: dots of `_DOT_CELL` frame widths (2 px at 64 px), dark or light, each
+# living `_DOT_LIFETIME` frames: longer than the sampling strides of the methods (1-4 frames),
+# so that the dots of a surface move together between sampled frames, and short against a
+# video and a DPC block sequence, so that the pattern seen later is a new one.
+_DOT_CELL = 1 / 32
+_DOT_LIFETIME = 8
+_DOT_LEVELS = (64.0, 192.0)
+
+
+class DotTexture:
+    """A random-dot texture whose dots live `_DOT_LIFETIME` frames (limited-lifetime dots).
+
+    A wrapping grid of `cells x cells` square cells, each dark or light (`_DOT_LEVELS`) at
+    random, sampled bilinearly. Cell (i, j) is redrawn whenever `(t + phase[i, j])` crosses a
+    multiple of `_DOT_LIFETIME`, with a random phase per cell, so that at every frame one
+    dot in `_DOT_LIFETIME` is replaced: no moment of the video is marked, and frames more
+    than `_DOT_LIFETIME` apart share no dot.
+    """
+
+    def __init__(self, rng, cells, num_frames):
+        self.phase = rng.integers(_DOT_LIFETIME, size=(cells, cells))
+        # Generations 0 .. (num_frames - 1 + _DOT_LIFETIME - 1) // _DOT_LIFETIME.
+        self.bits = rng.integers(2, size=(num_frames // _DOT_LIFETIME + 2, cells, cells))
+
+    def sample(self, frame_numbers, u, v):
+        """Grey levels at texture coordinates `(u, v)` (in cells, any real values: the grid
+        wraps), float32 `[T, h, w]`, for int `frame_numbers` `[T, 1, 1]` and float `u`, `v`
+        broadcasting to `[T, h, w]`."""
+        cells = self.phase.shape[0]
+        u0, v0 = np.floor(u), np.floor(v)
+        fu, fv = u - u0, v - v0
+        u0, v0 = u0.astype(np.int64), v0.astype(np.int64)
+
+        def corner(du, dv):
+            i, j = (v0 + dv) % cells, (u0 + du) % cells
+            return self.bits[(frame_numbers + self.phase[i, j]) // _DOT_LIFETIME, i, j]
+
+        mix = ((1 - fu) * (1 - fv) * corner(0, 0) + fu * (1 - fv) * corner(1, 0)
+               + (1 - fu) * fv * corner(0, 1) + fu * fv * corner(1, 1))
+        low, high = _DOT_LEVELS
+        return (low + (high - low) * mix).astype(np.float32)
+
 
 def _camera_shake(rng, t):
     """A hand-held camera's offset at each frame, in frame units: `(x, y)`, float `[T]` each.
@@ -541,7 +597,7 @@ def _object_color(rng, background_colors):
             return color
 
 
-def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color):
+def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color, first_frame=0):
     """Blends one anti-aliased object into every frame, in place.
 
     Only a square window around the object is computed (every shape fits in its unit
@@ -553,7 +609,9 @@ def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color):
       camera_x, camera_y: float `[T]`, the camera offset in frame units.
       radius: radius in units of the frame size, before `trajectory.scale`.
       shape: one of `SHAPES`.
-      colour: float `[3]`.
+      color: float `[3]`, or a `DotTexture` that turns and moves with the object (its
+        dots the background's size at any scale).
+      first_frame: the video's frame number of `frames[0]` (a texture's dots live by it).
     """
     num_frames, size = frames.shape[:2]
     center_x = (trajectory.x - camera_x) * size
@@ -570,12 +628,18 @@ def _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color):
     u = (dx * cos + dy * sin) / scale
     v = (dy * cos - dx * sin) / scale
     alpha = np.clip(0.5 - shape(u, v) * scale, 0, 1).astype(np.float32)[..., None]
+    if isinstance(color, DotTexture):
+        cells_per_unit = scale / (size * _DOT_CELL)  # Texture cells per unit of u and v.
+        middle = color.phase.shape[0] / 2
+        frame_numbers = first_frame + np.arange(num_frames)[:, None, None]
+        color = color.sample(frame_numbers, u * cells_per_unit + middle, v * cells_per_unit + middle)
+        color = color[..., None]
 
     index = (
         np.arange(num_frames)[:, None, None], rows[:, :, None] % size, columns[:, None, :] % size
     )
     region = frames[index]
-    frames[index] = region + alpha * (color.astype(np.float32) - region)
+    frames[index] = region + alpha * (np.asarray(color, np.float32) - region)
 
 
 def render_video(config, class_index, rng, failure=None):
@@ -618,11 +682,23 @@ def render_video(config, class_index, rng, failure=None):
     else:
         camera_x = camera_y = np.zeros_like(t)
         frames = np.full((num_frames, size, size, 3), _PLAIN_BACKGROUND, np.float32)
+    if config.motion_defined:
+        # The dots come from a generator of their own: every other draw stays the other modes'.
+        dots_rng = rng.spawn(1)[0]
+        background_cells = round(1 / _DOT_CELL)
+        pixels = (np.arange(size) + 0.5) / size
+        frames[:] = DotTexture(dots_rng, background_cells, num_frames).sample(
+            np.arange(num_frames)[:, None, None],
+            (pixels[None, None, :] + camera_x[:, None, None]) * background_cells,
+            (pixels[None, :, None] + camera_y[:, None, None]) * background_cells,
+        )[..., None]
     shape_names = list(SHAPES)
     for index in draw_order:
         trajectory, radius = objects[index]
         shape = SHAPES[shape_names[rng.integers(len(shape_names))]]
         color = _object_color(rng, background_colors) if config.clutter else np.full(3, _PLAIN_OBJECT)
+        if config.motion_defined:
+            color = DotTexture(dots_rng, math.ceil(2 * radius * _SCALE_RANGE[1] / _DOT_CELL) + 2, num_frames)
         if failure is None or index >= num_foreground:
             _draw_object(frames, trajectory, camera_x, camera_y, radius, shape, color)
             continue
@@ -632,7 +708,8 @@ def render_video(config, class_index, rng, failure=None):
                      camera_x[whole], camera_y[whole], radius, shape, color)
         for piece in shatter(trajectory, failure.frame):
             _draw_object(frames[broken], Trajectory(*(v[broken] for v in piece)),
-                         camera_x[broken], camera_y[broken], radius, shape, color)
+                         camera_x[broken], camera_y[broken], radius, shape, color,
+                         first_frame=failure.frame)
     return np.round(frames).astype(np.uint8)
 
 

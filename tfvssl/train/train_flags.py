@@ -53,6 +53,11 @@ flags.DEFINE_boolean(
     "--nosynthetic_vary_speed: one speed per class (a clip's pace then follows from its class "
     "and apparent speed, as Pace prediction assumes).",
 )
+flags.DEFINE_boolean(
+    "synthetic_motion_defined", False,
+    "Embedded videos drawn in one random-dot texture whose dots live a few frames: objects show "
+    "only by their motion, and nothing but motion tells one video, or one moment, from another.",
+)
 
 # ---- Optimisation ---------------------------------------------------------------------------
 flags.DEFINE_integer("train_steps", None, "Number of training steps. Default: recipe.", lower_bound=1)
