@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvssl.models import dpc_model, tcp_model
+from tfvssl.models import dpc_model, layers, tcp_model
 
 SIZES = dict(resolution=32, num_blocks=4, block_length=2, pred_step=2, gru_dropout=0.0)
 
@@ -130,3 +130,26 @@ def test_temporal_cpc_sum_is_the_global_batch_sum_on_two_replicas(mirrored):
         return mirrored.reduce("MEAN", mirrored.run(replicated.test_step, args=(batch,))["loss"], axis=None)
 
     assert float(evaluate(next(iter(dataset)))) == pytest.approx(single, rel=1e-5)
+
+
+def test_sync_batch_norm_in_float32_keeps_a_small_spread_about_a_large_mean(mirrored):
+    # Activations whose mean (1000) dwarfs their spread (0.01): one-pass sums of x and x^2 in
+    # float32 lose that variance (x^2 ~ 1e6, where float32 steps by 0.06).
+    data = 1000.0 + 0.01 * tf.random.stateless_normal([4, 3, 5, 5, 2], seed=[1, 2])
+    with mirrored.scope():
+        norm = layers.BatchNorm(synchronized=True, dtype="float32")
+        norm.build(data.shape)
+        norm.moving_mean.assign([1000.0, 1000.0])  # As after a few steps on such data.
+
+    @tf.function
+    def normalise(x):
+        return mirrored.run(lambda x: norm(x, training=True), args=(x,))
+
+    halves = mirrored.experimental_distribute_dataset(tf.data.Dataset.from_tensors(data))
+    output = np.concatenate([
+        y.numpy() for y in mirrored.experimental_local_results(normalise(next(iter(halves))))
+    ])
+    x = data.numpy().astype(np.float64)
+    axes = (0, 1, 2, 3)
+    expected = (x - x.mean(axis=axes)) / np.sqrt(x.var(axis=axes) + 1e-5)
+    np.testing.assert_allclose(output, expected, atol=1e-4)

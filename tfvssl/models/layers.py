@@ -320,13 +320,18 @@ class BatchNorm(keras.layers.BatchNormalization):
         if batch_stats and inputs.dtype != tf.float64:
             y, mean, variance = self._fused_normalize_by_batch(inputs, gamma, beta)
         else:
-            x = tf.cast(inputs, dtype)
+            # Everything about the moving mean, the same on every replica: where a channel's
+            # mean dwarfs its spread, Keras' synchronised one-pass sums of x and x^2 would
+            # cancel in float32, and so would tf.nn.batch_normalization's x * a - mean * a.
+            origin = tf.stop_gradient(tf.cast(self.moving_mean, dtype))
+            x = tf.cast(inputs, dtype) - origin
             if update or self.always_batch_stats:
                 mean, variance = self._moments(x, None)
             else:
-                mean = tf.cast(self.moving_mean, dtype)
+                mean = tf.zeros_like(origin)
                 variance = tf.cast(self.moving_variance, dtype)
-            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+            y = (x - mean) * (gamma * tf.math.rsqrt(variance + self.epsilon)) + beta
+            mean += origin
         if update:
             count = tf.cast(tf.size(inputs) // channels[0], dtype)
             if self.synchronized:
