@@ -11,7 +11,7 @@ uniform orientation, the same size law), so no single frame tells the class: onl
 does. A frozen random encoder therefore does poorly and a good video representation well.
 Without clutter (`clutter=False`, `--noclutter`) the same foreground objects move, white, on a
 flat grey, with no distractors and no camera shake. Motion-defined (`motion_defined=True`,
-`--motion_defined`; the learning benchmark's) the same scene is drawn in one grey random-dot
+`--motion_defined`) the same scene is drawn in one grey random-dot
 texture, objects and background alike, whose dots live `_DOT_LIFETIME` frames (`DotTexture`):
 no frame shows an object, and frames far apart share no dot, so that nothing but motion
 tells one video, or one moment of it, from another (a limited-lifetime random-dot
@@ -166,11 +166,9 @@ def config_dict(config):
         values["oops_version"] = OOPS_VERSION
     else:
         del values["oops"]
-    for default_on in ("clutter", "vary_speed"):
-        if values[default_on]:
-            del values[default_on]
-    if not values["motion_defined"]:
-        del values["motion_defined"]
+    for name, default in (("clutter", True), ("vary_speed", True), ("motion_defined", False)):
+        if values[name] == default:
+            del values[name]
     return values
 
 

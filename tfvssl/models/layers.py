@@ -327,11 +327,11 @@ class BatchNorm(keras.layers.BatchNormalization):
             x = tf.cast(inputs, dtype) - origin
             if update or self.always_batch_stats:
                 mean, variance = self._moments(x, None)
+                x -= mean
+                mean += origin
             else:
-                mean = tf.zeros_like(origin)
                 variance = tf.cast(self.moving_variance, dtype)
-            y = (x - mean) * (gamma * tf.math.rsqrt(variance + self.epsilon)) + beta
-            mean += origin
+            y = x * (gamma * tf.math.rsqrt(variance + self.epsilon)) + beta
         if update:
             count = tf.cast(tf.size(inputs) // channels[0], dtype)
             if self.synchronized:
