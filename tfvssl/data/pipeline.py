@@ -78,11 +78,19 @@ RECORD, CUT, EPOCH_END = 0, 1, 2
 _STOP_TAG = "tfvssl input stopped: "
 
 
+# The record a marker carries: a video without frames of any modality. Parsed like any
+# record, so that parsing need not tell markers apart (which would copy every record).
+_NO_VIDEO = records.make_sequence_example(
+    {name: [] for name in records.MODALITY_KEYS}, filename=""
+).SerializeToString()
+
+
 def _marker(kind, shard=-1):
-    """A stream element of `kind` from shard index `shard`, nothing lost, no record yet."""
+    """A stream element of `kind` from shard index `shard`, nothing lost, a frameless video
+    as its record."""
     zero = tf.constant(0, tf.int64)
     return {
-        "kind": tf.constant(kind, tf.int64), "record": tf.constant(""), "shard": tf.cast(shard, tf.int64),
+        "kind": tf.constant(kind, tf.int64), "record": tf.constant(_NO_VIDEO), "shard": tf.cast(shard, tf.int64),
         "lost": zero, "at": zero,
     }
 
@@ -229,37 +237,30 @@ def training_dataset(
     )
     rest = tf.data.Dataset.range(start_epoch + 1, 2**62).flat_map(epoch_stream)
 
-    # Markers are parsed as a video without frames.
-    no_video = records.make_sequence_example({name: [] for name in method.modalities}, filename="")
-    no_video = tf.constant(no_video.SerializeToString())
-
     def parse(element):
-        record = tf.where(element["kind"] == RECORD, element.pop("record"), no_video)
-        return {**element, "video": records.parse_sequence_example(record, method.modalities)}
+        return records.parse_sequence_example(element.pop("record"), method.modalities)
 
-    def make_example(element):
-        return method.train_example(element["video"], element_seed(seed, element["epoch"], element["offset"]))
+    def make_example(element, video):
+        return method.train_example(video, element_seed(seed, element["epoch"], element["offset"]))
 
-    # The maps keep their order even when `deterministic` is off: the offsets and the
-    # watchdog's counts rely on elements arriving in stream order.
-    dataset = first.concatenate(rest).map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = first.concatenate(rest)
     # Records without a usable video and markers go on with a placeholder example, so the
     # watchdog sees them; only videos that fail to decode are dropped (as gaps in offsets).
-    example_spec = dataset.map(make_example).element_spec
+    example_spec = dataset.map(lambda element: make_example(element, parse(element))).element_spec
     # Placeholders never reach a batch, so a dimension the spec leaves open can be 0.
     placeholder = {
         name: tf.zeros([size or 0 for size in spec.shape], spec.dtype) for name, spec in example_spec.items()
     }
 
     def example_or_placeholder(element):
-        video = element.pop("video")
+        video = parse(element)
         element["num_frames"] = tf.cast(video["num_frames"], tf.int64)
         element["usable"] = (element["kind"] == RECORD) & (element["num_frames"] >= min_frames)
-        element["example"] = tf.cond(
-            element["usable"], lambda: make_example({**element, "video": video}), lambda: placeholder
-        )
+        element["example"] = tf.cond(element["usable"], lambda: make_example(element, video), lambda: placeholder)
         return element
 
+    # The map keeps its order even when `deterministic` is off: the offsets and the
+    # watchdog's counts rely on elements arriving in stream order.
     dataset = dataset.map(example_or_placeholder, num_parallel_calls=AUTOTUNE, deterministic=True)
     # A corrupt JPEG fails its decode: drop that video (the trainer counts it) and go on.
     dataset = dataset.ignore_errors()
