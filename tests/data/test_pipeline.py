@@ -143,6 +143,23 @@ def test_a_run_of_records_without_example_longer_than_allowed_stops_the_stream(d
     )
 
 
+def test_videos_without_example_are_counted_by_cause_also_at_an_epoch_end(dpc, tmp_path):
+    jpeg = records.encode_jpeg(np.full((40, 40, 3), 100, np.uint8))
+    videos = {"good": [jpeg] * 12, "short": [jpeg] * 5, "broken": [jpeg[: len(jpeg) // 2]] * 12}
+    order = ["good", "short", "broken", "good", "short", "broken"]  # Read in this order.
+    with records.ShardWriter(str(tmp_path), "train", len(order)) as writer:
+        for index, name in enumerate(order):
+            writer.write(records.make_sequence_example({"rgb": videos[name]}, filename=f"{name}{index}"))
+    records.write_dataset_info(str(tmp_path), {"splits": {"train": writer.split_info()}})
+    dataset = pipeline.training_dataset(records.list_shards(str(tmp_path)), dpc, 1, shuffle_buffer=1,
+                                        deterministic=True)
+
+    positions = [batch["position"][0].numpy() for batch in dataset.take(3)]
+    # (epoch, offset, corrupt, too short, undecodable) of the good videos: the second epoch's
+    # first one also counts the broken video that ended the first epoch.
+    assert [tuple(position[1:6]) for position in positions] == [(0, 0, 0, 0, 0), (0, 3, 0, 1, 1), (1, 0, 0, 2, 2)]
+
+
 def damage(path, how):
     """Truncates a shard to 70% of its bytes, or flips 4 KiB a third of the way in; returns the
     records still readable."""
@@ -170,7 +187,8 @@ def test_a_damaged_shard_is_named_and_its_lost_records_counted(dpc, tmp_path, ho
     # Tolerated: the stream goes on, counting the lost records and naming where they start.
     dataset = pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4, max_corrupt_fraction=0.9)
     batch, _ = run_until(dataset, lambda batch: batch["position"][-1, 3] > 0)
-    corrupt, cut_shard, cut_at = batch["position"][-1, 3:].numpy()
+    position = batch["position"][-1].numpy()
+    corrupt, (cut_shard, cut_at) = position[3], position[6:]
     assert (corrupt, cut_shard, cut_at) == (9 - readable, 1, ends[readable - 1])
 
     # By default the run stops: more than 1% of the data is lost.

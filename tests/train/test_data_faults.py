@@ -28,6 +28,20 @@ def tiny_args(data, workdir, *extra):
             "--train_steps=2", "--val_split=none", *extra]
 
 
+def test_data_position_counts_each_cause_once_across_batches_and_pipelines():
+    position = trainer.DataPosition(2)
+    # (pipeline, epoch, offset, corrupt, too short, undecodable, cut shard, cut byte); batches
+    # come in any order within, and each pipeline's totals run since it started.
+    first = [[1, 0, 4, 0, 2, 1, -1, -1], [0, 0, 2, 0, 1, 0, -1, -1], [0, 0, 0, 0, 0, 0, -1, -1]]
+    second = [[0, 0, 6, 3, 1, 2, 1, 4096], [1, 1, 0, 0, 3, 1, -1, -1]]
+    assert position.consume(np.array(first)) == ({"corrupt": 0, "too_short": 3, "undecodable": 1}, None)
+    assert position.consume(np.array(second)) == ({"corrupt": 3, "too_short": 1, "undecodable": 2}, (1, 4096))
+    assert position.metrics() == {
+        "skipped_videos": 7.0, "too_short_videos": 4.0, "undecodable_videos": 3.0, "corrupt_records": 3.0
+    }
+    assert [position.start(index) for index in (0, 1, 2)] == [(0, 7), (1, 1), (0, 0)]
+
+
 @pytest.mark.slow
 def test_a_truncated_shard_is_named_in_the_logs_and_counted_in_the_metrics(tiny_dataset, tmp_path, caplog):
     data = shutil.copytree(tiny_dataset, tmp_path / "data")
@@ -49,6 +63,35 @@ def test_a_truncated_shard_is_named_in_the_logs_and_counted_in_the_metrics(tiny_
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         counted = [json.loads(line)["corrupt_records"] for line in f]
     assert lost > 0 and counted[-1] in (lost, 2 * lost)  # The second epoch's cut may come in too.
+
+
+@pytest.mark.slow
+def test_skipped_videos_are_logged_and_counted_by_cause(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    short = [records.encode_jpeg(np.full((40, 40, 3), 100, np.uint8))] * 5
+    broken = [short[0][: len(short[0]) // 2]] * 12
+    with records.ShardWriter(str(tmp_path / "data"), "train", 12) as writer:
+        for index in range(12):
+            good = [records.encode_jpeg(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(12)]
+            writer.write(records.make_sequence_example(
+                {"rgb": {1: short, 2: broken}.get(index % 3, good)}, filename=f"video{index}"
+            ))
+    records.write_dataset_info(str(tmp_path / "data"), {"splits": {"train": writer.split_info()}})
+    workdir = str(tmp_path / "run")
+    with flagsaver.flagsaver():
+        # 3 steps: more than an epoch of the 8 usable videos, so at least its 4 short and 4 broken ones.
+        FLAGS(["pretrain", *tiny_args(tmp_path / "data", workdir, "--train_steps=3", "--log_every=3")])
+        method, config = pretrain.effective_config()
+    with caplog.at_level(logging.WARNING):
+        trainer.train(method, config, workdir)
+
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        [metrics] = [json.loads(line) for line in f]
+    short, undecodable = metrics["too_short_videos"], metrics["undecodable_videos"]
+    assert short >= 4 and undecodable >= 4 and metrics["skipped_videos"] == short + undecodable
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "too short for the recipe" in " ".join(warnings) and "that failed to decode" in " ".join(warnings)
+    assert warnings[-1].endswith(f"({short:.0f} too short and {undecodable:.0f} undecodable so far)")
 
 
 @pytest.mark.slow

@@ -5,10 +5,10 @@ are decoded. All randomness is stateless and derived from `(seed, epoch, offset)
 record in the shuffled stream, so an interrupted run resumes on the same data and, with
 `deterministic=True`, the same batches.
 
-Training elements carry `position = [pipeline, epoch, offset, corrupt, cut shard, cut
-byte]`: the trainer checkpoints the position it has consumed up to, counts the records
-that were skipped (too short or undecodable) from the gaps between offsets and those lost
-to read errors from `corrupt`. The training stream never hangs: data that gives no
+Training elements carry `position = [pipeline, epoch, offset, corrupt, short, undecodable,
+cut shard, cut byte]`: the trainer checkpoints the position it has consumed up to and
+counts, from the running totals, the records lost to read errors (`corrupt`) and those
+skipped as too short for the recipe or undecodable. The training stream never hangs: data that gives no
 example, or mostly unreadable data, stops it with the reason (`training_dataset`).
 """
 
@@ -74,6 +74,8 @@ def element_seed(seed, epoch, offset):
 # What an element of the record stream is: a record, the place where a shard stopped being
 # readable before its end (a "cut"), or the end of an epoch.
 RECORD, CUT, EPOCH_END = 0, 1, 2
+# The running totals of records that gave no example, by cause, in `position`.
+_TOTALS = ("corrupt", "too_short", "undecodable")
 # Opens the message of an error that stops the input pipeline (`stop_reason` finds it).
 _STOP_TAG = "tfvssl input stopped: "
 
@@ -206,9 +208,10 @@ def training_dataset(
 
     Returns:
       A `tf.data.Dataset` of dicts: the method's example tensors batched, plus `position`
-      int64 `[B, 6]` = (pipeline, epoch, offset, corrupt, cut shard, cut byte) of each
-      element: `corrupt` counts the records lost to read errors since this stream started,
-      the last of them in `files[cut shard]` from `cut byte` on (-1, -1 before any).
+      int64 `[B, 8]` = (pipeline, epoch, offset, corrupt, short, undecodable, cut shard,
+      cut byte) of each element: since this stream started, `corrupt` records were lost to
+      read errors, the last of them in `files[cut shard]` from `cut byte` on (-1, -1 before
+      any), `short` were too short for the recipe and `undecodable` failed to decode.
     """
     table = _shard_table(files)
     min_frames = method.min_frames()
@@ -270,7 +273,7 @@ def training_dataset(
     ).filter(lambda element: element["usable"])
 
     def with_position(element):
-        position = [element[name] for name in ("epoch", "offset", "corrupt", "cut_shard", "cut_at")]
+        position = [element[name] for name in ("epoch", "offset", *_TOTALS, "cut_shard", "cut_at")]
         return {**element["example"], "position": tf.stack([tf.constant(pipeline_index, tf.int64), *position])}
 
     # Padded: a method that defers its resize to the training step (`augment.resize_plan`)
@@ -285,18 +288,19 @@ def _watchdog(dataset, files, min_frames, start_epoch, start_offset, epoch_size,
     for a whole epoch or `max_records_without_example` records, or when more than
     `max_corrupt_fraction` of an epoch is unreadable.
 
-    Adds to each element `corrupt` (records lost to read errors since the stream started)
-    and `cut_shard`, `cut_at` (the last cut so far; -1 before any).
+    Adds to each element the totals `_TOTALS` since the stream started (records lost to
+    read errors, too short for the recipe, failed to decode) and `cut_shard`, `cut_at` (the
+    last cut so far; -1 before any).
     """
     zero = tf.constant(0, tf.int64)
     paths = tf.constant(list(files))
     # Since the last example: records read, those too short and the longest of them,
-    # records lost, epoch ends. Then where the stream is, its total loss and its last cut.
+    # records lost, epoch ends. Then where the stream is, its totals and its last cut.
     idle = ("read", "short", "longest", "lost", "epochs")
     start = {
-        **{name: zero for name in idle},
+        **{name: zero for name in idle + _TOTALS},
         "epoch": tf.constant(start_epoch, tf.int64), "next": tf.constant(start_offset, tf.int64),
-        "corrupt": zero, "cut_shard": tf.constant(-1, tf.int64), "cut_at": tf.constant(-1, tf.int64),
+        "cut_shard": tf.constant(-1, tf.int64), "cut_at": tf.constant(-1, tf.int64),
     }
 
     def follow(state, element):
@@ -304,9 +308,10 @@ def _watchdog(dataset, files, min_frames, start_epoch, start_offset, epoch_size,
         is_record, is_cut = kind == RECORD, kind == CUT
         short = is_record & ~element["usable"]
         next_offset = tf.where(element["epoch"] == state["epoch"], state["next"], 0)
+        # Records between the previous element and this one failed to decode.
+        undecodable = offset - next_offset
         state = {
-            # Records between the previous element and this one failed to decode.
-            "read": state["read"] + offset - next_offset + tf.cast(is_record, tf.int64),
+            "read": state["read"] + undecodable + tf.cast(is_record, tf.int64),
             "short": state["short"] + tf.cast(short, tf.int64),
             "longest": tf.maximum(state["longest"], tf.where(short, element["num_frames"], 0)),
             "lost": state["lost"] + element["lost"],
@@ -314,6 +319,8 @@ def _watchdog(dataset, files, min_frames, start_epoch, start_offset, epoch_size,
             "epoch": element["epoch"],
             "next": offset + tf.cast(is_record, tf.int64),
             "corrupt": state["corrupt"] + element["lost"],
+            "too_short": state["too_short"] + tf.cast(short, tf.int64),
+            "undecodable": state["undecodable"] + undecodable,
             "cut_shard": tf.where(is_cut, element["shard"], state["cut_shard"]),
             "cut_at": tf.where(is_cut, element["at"], state["cut_at"]),
         }
@@ -323,7 +330,7 @@ def _watchdog(dataset, files, min_frames, start_epoch, start_offset, epoch_size,
             _stop_if_corrupt(element, last_cut, epoch_size, max_corrupt_fraction),
         ]
         with tf.control_dependencies(checks):
-            element = {**element, **{name: tf.identity(state[name]) for name in ("corrupt", "cut_shard", "cut_at")}}
+            element = {**element, **{name: tf.identity(state[name]) for name in (*_TOTALS, "cut_shard", "cut_at")}}
         # An example starts the count afresh.
         state.update({name: tf.where(element["usable"], zero, state[name]) for name in idle})
         return state, element

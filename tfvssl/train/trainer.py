@@ -75,23 +75,28 @@ class InputStoppedError(RuntimeError):
 
 
 class DataPosition:
-    """Tracks the consumed stream position of each input pipeline, the skipped records and
-    the unreadable ones.
+    """Tracks the consumed stream position of each input pipeline and counts the records
+    that gave no example: unreadable, too short for the recipe, undecodable.
 
-    Elements carry `(pipeline, epoch, offset, corrupt, cut shard, cut byte)`
-    (`pipeline.training_dataset`); a gap between consecutive offsets of one pipeline is a
-    record the pipeline dropped (too short, undecodable); `corrupt` counts the records
-    each pipeline lost to read errors since it started.
+    Elements carry `(pipeline, epoch, offset, corrupt, too short, undecodable, cut shard,
+    cut byte)` (`pipeline.training_dataset`), the three counts being each pipeline's totals
+    since it started.
     """
+
+    # The counted causes, in the order of the position's columns 3-5.
+    CAUSES = ("corrupt", "too_short", "undecodable")
 
     def __init__(self, num_pipelines):
         # [pipeline] -> (epoch, offset of the last consumed record); checkpointed.
         self.variable = tf.Variable(
             np.tile(np.array([[0, -1]], np.int64), (num_pipelines, 1)), trainable=False, name="data_position"
         )
+        # Checkpointed totals: all skipped records, and per cause.
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_records")
-        self.corrupt = tf.Variable(0, dtype=tf.int64, trainable=False, name="corrupt_records")
-        self._corrupt_seen = {}  # [pipeline] -> its `corrupt` count already added.
+        self.counts = {
+            cause: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{cause}_records") for cause in self.CAUSES
+        }
+        self._seen = {}  # [pipeline] -> its totals already counted.
 
     def start(self, pipeline_index):
         """`(epoch, offset)` where pipeline `pipeline_index` resumes."""
@@ -102,28 +107,38 @@ class DataPosition:
         return int(epoch), int(offset) + 1
 
     def consume(self, positions):
-        """Advances with the `[B, 6]` positions of a batch.
+        """Advances with the `[B, 8]` positions of a batch.
 
         Returns:
-          `(skipped, corrupt, cut)`: the records skipped, those newly found unreadable, and
-          the last cut among them, `(shard index, byte)` (None when `corrupt` is 0).
+          `(new, cut)`: `{cause: records newly counted}` and the last cut among the newly
+          unreadable ones, `(shard index, byte)` (None when there are none).
         """
         state = self.variable.numpy().copy()
-        skipped, corrupt, cut = 0, 0, None
-        for pipeline_index, epoch, offset, lost, cut_shard, cut_at in sorted(map(tuple, positions)):
+        new, cut = dict.fromkeys(self.CAUSES, 0), None
+        for pipeline_index, epoch, offset, *totals, cut_shard, cut_at in sorted(map(tuple, positions)):
             if pipeline_index >= len(state):
                 continue
-            last_epoch, last_offset = state[pipeline_index]
-            skipped += offset - last_offset - 1 if epoch == last_epoch else offset
             state[pipeline_index] = (epoch, offset)
-            seen = self._corrupt_seen.get(pipeline_index, 0)
-            if lost > seen:
-                corrupt, cut = corrupt + lost - seen, (cut_shard, cut_at)
-                self._corrupt_seen[pipeline_index] = lost
+            seen = self._seen.get(pipeline_index, (0,) * len(self.CAUSES))
+            for cause, total, counted in zip(self.CAUSES, totals, seen):
+                new[cause] += max(total - counted, 0)
+            if totals[0] > seen[0]:
+                cut = (cut_shard, cut_at)
+            self._seen[pipeline_index] = tuple(max(a, b) for a, b in zip(totals, seen))
         self.variable.assign(state)
-        self.skipped.assign_add(skipped)
-        self.corrupt.assign_add(corrupt)
-        return skipped, corrupt, cut
+        self.skipped.assign_add(new["too_short"] + new["undecodable"])
+        for cause, count in new.items():
+            self.counts[cause].assign_add(count)
+        return new, cut
+
+    def metrics(self):
+        """The totals as the metrics report them."""
+        return {
+            "skipped_videos": float(self.skipped.numpy()),
+            "too_short_videos": float(self.counts["too_short"].numpy()),
+            "undecodable_videos": float(self.counts["undecodable"].numpy()),
+            "corrupt_records": float(self.counts["corrupt"].numpy()),
+        }
 
 
 def _seed_generator_states(model):
@@ -252,9 +267,10 @@ def train(method, config, workdir, strategy=None):
     schedule = optim.LearningRateSchedule(config, optimizer)
     checkpointer = checkpoint.Checkpointer(
         os.path.join(workdir, CKPT_DIR), keep=config.keep_checkpoints, is_chief=chief,
-        # Checkpoints of runs before the count of unreadable records existed still resume.
-        optional=("corrupt_records",), model=model, optimizer=optimizer, step=step, curriculum_stage=stage,
-        data_position=position.variable, skipped_records=position.skipped, corrupt_records=position.corrupt,
+        # Checkpoints of runs before the counts by cause existed still resume.
+        optional=tuple(f"{cause}_records" for cause in position.CAUSES), model=model, optimizer=optimizer,
+        step=step, curriculum_stage=stage, data_position=position.variable, skipped_records=position.skipped,
+        **{f"{cause}_records": count for cause, count in position.counts.items()},
         schedule=schedule.state(), rng=_seed_generator_states(model),
     )
     resumed = checkpointer.restore_latest()
@@ -321,17 +337,22 @@ def train(method, config, workdir, strategy=None):
             logs, positions = train_step(iterator)
             current = int(step.assign_add(1).numpy())
             clock.tick(current)
-            skipped, corrupt, cut = position.consume(positions.numpy())
-            if skipped:
+            new, cut = position.consume(positions.numpy())
+            totals = position.metrics()
+            if new["too_short"] or new["undecodable"]:
+                skipped = [
+                    f"{new[cause]} video(s) {reason}" for cause, reason in
+                    (("too_short", "too short for the recipe"), ("undecodable", "that failed to decode")) if new[cause]
+                ]
                 logging.warning(
-                    "step %d: skipped %d video(s) that were too short or failed to decode "
-                    "(%d so far)", current, skipped, int(position.skipped.numpy()),
+                    "step %d: skipped %s (%d too short and %d undecodable so far)", current, " and ".join(skipped),
+                    totals["too_short_videos"], totals["undecodable_videos"],
                 )
-            if corrupt:
+            if new["corrupt"]:
                 logging.warning(
                     "step %d: %d record(s) unreadable (%d so far), the last in %s from byte %d on; "
                     "`python -m tfvssl.prepare --verify` checks a dataset root",
-                    current, corrupt, int(position.corrupt.numpy()), files[cut[0]], cut[1],
+                    current, new["corrupt"], totals["corrupt_records"], files[cut[0]], cut[1],
                 )
             logs = {name: float(value) for name, value in logs.items()}
             if not logs.pop("finite"):
@@ -352,10 +373,7 @@ def train(method, config, workdir, strategy=None):
             if current % config.log_every == 0 or current == config.train_steps:
                 rate = clock.interval_rate(current)
                 scalars = {f"train/{name}": float(np.mean(values)) for name, values in interval.items()}
-                scalars.update(
-                    lr=lr, curriculum_stage=traced_stage, skipped_videos=float(position.skipped.numpy()),
-                    corrupt_records=float(position.corrupt.numpy()),
-                )
+                scalars.update(lr=lr, curriculum_stage=traced_stage, **position.metrics())
                 if rate:
                     scalars["clips_per_second"] = rate * global_batch
                 reporting.progress_line(
