@@ -241,23 +241,6 @@ def test_multi_crop_positions():
         augment.multi_crop(landscape, 6, 4)
 
 
-def test_map_per_clip_crops_differ_between_clips_and_agree_within_one():
-    clip = position_clip(3, 16, 16)
-    tuple_of_clips = tf.stack([clip, clip, clip])
-
-    def crop_each(clips, seed):
-        return augment.map_per_clip(lambda c, s: augment.random_crop(c, 8, s), clips, seed)
-
-    all_identical = 0
-    for out in run_many(crop_each, tuple_of_clips, 20):
-        assert out.shape == (3, 3, 8, 8, 3)
-        windows = [window_of(crop) for crop in out]  # one window within each clip
-        all_identical += len(set(windows)) == 1
-    assert all_identical <= 1
-    again = crop_each(tuple_of_clips, seed_of(5))
-    np.testing.assert_array_equal(crop_each(tuple_of_clips, seed_of(5)), again)
-
-
 # ----------------------------------------------------------------------------------------
 # Colour
 # ----------------------------------------------------------------------------------------
@@ -485,9 +468,6 @@ OPS = {
     "random_resized_crop": lambda c, s: augment.random_resized_crop(c, 8, s),
     "random_flip": lambda c, s: augment.random_flip(c, s),
     "multi_crop": lambda c, s: augment.multi_crop(c, 8, 10),
-    "map_per_clip": lambda c, s: augment.map_per_clip(
-        lambda x, t: augment.random_crop(x, 6, t), tf.stack([c, c]), s
-    ),
     "color_jitter": lambda c, s: augment.color_jitter(c, s, 0.5, 0.5, 0.5, 0.25, prob=0.7),
     "color_jitter_per_clip": lambda c, s: augment.color_jitter(
         c, s, 0.8, 0.8, 0.8, 0.2, per_frame=False

@@ -4,8 +4,8 @@ Geometry (crops, flips, resizing) is drawn once per clip so every frame sees the
 window; colour ops draw per frame or per clip as each method's recipe says. The DPC family
 applies these ops to all blocks of a sample at once (`[N * L, H, W, C]`), so one crop
 covers every block; VCOP, Pace and temporal CPC crop each clip of a tuple or each segment
-independently, each with its `clip_seed` (`map_per_clip` maps an augmentation that way;
-their input pipelines plan the crops with `resize_plan` instead).
+independently, each with its `clip_seed` (their input pipelines plan those crops with
+`resize_plan`).
 
 Dtypes: geometry ops accept uint8 or float clips and return the input dtype (uint8
 results of interpolation are rounded). Colour ops accept uint8 (0-255) or float in
@@ -564,37 +564,9 @@ def multi_crop(clip, size, num_crops):
 
 
 def clip_seed(seed, index):
-    """The seed of clip `index` of a stack drawn with `seed`: `map_per_clip`'s, and that of
-    the crops a pipeline plans clip by clip (`resize_plan`)."""
+    """The seed of clip `index` of a stack drawn with `seed`: that of the crops a pipeline
+    draws clip by clip (`resize_plan`, temporal CPC's segments)."""
     return tf.random.experimental.stateless_fold_in(seed, index)
-
-
-def map_per_clip(augment_fn, clips, seed, output_dtype=None):
-    """Applies a clip augmentation to each clip of a stack with its own seed.
-
-    Each clip gets the seed `clip_seed(seed, index)`, so `random_crop` mapped over
-    a VCOP tuple gives a different window per clip and the same window within a clip (as
-    VCOP's loader does), and temporal CPC crops each segment independently.
-
-    Args:
-      augment_fn: function `(clip [T, H, W, C], seed [2]) -> clip`.
-      clips: `[K, T, H, W, C]`.
-      seed: `[2]` int32/int64 tensor.
-      output_dtype: dtype `augment_fn` returns; default the dtype of `clips`.
-
-    Returns:
-      `[K, ...]`, the stacked outputs of `augment_fn`.
-    """
-
-    def augment_one(clip_and_index):
-        clip, index = clip_and_index
-        return augment_fn(clip, clip_seed(seed, index))
-
-    return tf.map_fn(
-        augment_one,
-        (clips, tf.range(tf.shape(clips)[0])),
-        fn_output_signature=output_dtype or clips.dtype,
-    )
 
 
 # ----------------------------------------------------------------------------------------

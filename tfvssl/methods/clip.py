@@ -57,7 +57,7 @@ class ClipMethod(Method):
 
         Each clip is resized to `frame_size`, cropped to `resolution` at a random position
         and, with `flip`, flipped with probability 1/2; its own draws come from
-        `augment.clip_seed(seed, k)` (as `augment.map_per_clip`). The resize itself is
+        `augment.clip_seed(seed, k)`. The resize itself is
         deferred to the batched step (`augment.resize_plan`): here only the source windows
         the crops read are decoded, and the weights that resize them are drawn.
 

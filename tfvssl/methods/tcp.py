@@ -96,7 +96,7 @@ class TemporalCPC(Method):
         indices = sampling.sample_segments(video["num_frames"], num_segments, length, sample_seed)
         height, width = pipeline.frame_size(video[c.modality])
         crop = short_side_fraction(height, width, c.segment_crop_fraction)
-        # Each segment's own window, drawn as `augment.map_per_clip` would.
+        # Each segment's own window, from its `augment.clip_seed`.
         corners = [
             augment.crop_window(height, width, crop, augment.clip_seed(crop_seed, k))[:2] for k in range(num_segments)
         ]
