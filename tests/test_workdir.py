@@ -1,10 +1,14 @@
 """`tfvssl.workdir`: flags.txt written and read back without touching the process's flags."""
 
+import subprocess
+import sys
+
 import pytest
 from absl import flags
 from absl.testing import flagsaver
 
 from tfvssl import methods, workdir
+from tfvssl.eval import eval_flags  # noqa: F401 (this process also knows the evaluation flags)
 from tfvssl.train import train_flags
 
 FLAGS = flags.FLAGS
@@ -24,6 +28,19 @@ def test_a_workdirs_flags_are_read_into_fresh_flags(tmp_path):
     assert isinstance(method, methods.get_method("memdpc"))
     assert (method.config.num_blocks, method.config.lr) == (6, 1e-3)  # The recipe fills the rest.
     assert "--overwrite" not in (tmp_path / workdir.FLAGS_FILE).read_text()
+
+
+def test_a_run_started_beside_other_tools_flags_resumes_from_the_command_line(tmp_path):
+    with flagsaver.flagsaver():
+        FLAGS(["pretrain", "--method=dpc"])
+        workdir.write_flags(train_flags.resolve_config(FLAGS, methods.get_method("dpc")), str(tmp_path))
+    # What `python -m tfvssl.pretrain` defines must read it (the evaluation flags it lacks once
+    # made resuming fail with "Unknown command line flag").
+    read = subprocess.run([
+        sys.executable, "-c",
+        f"from tfvssl import pretrain, workdir; print(workdir.read_flags({str(tmp_path)!r}).method)",
+    ], capture_output=True, text=True, timeout=120)
+    assert read.stdout.strip() == "dpc", read.stderr[-2000:]
 
 
 def test_a_folder_without_flags_is_not_a_workdir(tmp_path):

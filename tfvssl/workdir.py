@@ -52,14 +52,16 @@ def flag_text(value):
 
 
 def _run_flags(flag_values):
-    """The flags a `flags.txt` holds: tfvssl's, the pretraining entry point's and those of
-    the modules of `methods.METHODS`, not `--overwrite` (an action on the workdir that a
-    resume must not repeat)."""
-    method_modules = {cls.__module__ for cls in methods.METHODS.values()}
+    """The flags a `flags.txt` holds: the trainer's, the methods' (`tfvssl.methods` and the
+    modules of `methods.METHODS`) and the pretraining entry point's, not `--overwrite` (an
+    action on the workdir that a resume must not repeat). Not the flags of other tools a
+    process may also define (evaluation, export): `tfvssl.pretrain` would not know them."""
+    run_modules = {train_flags.__name__} | {cls.__module__ for cls in methods.METHODS.values()}
     return [
         flag
         for module, module_flags in flag_values.flags_by_module_dict().items()
-        if module.startswith("tfvssl") or module in method_modules or os.path.basename(module).startswith("pretrain")
+        if module in run_modules or module.startswith(methods.__name__ + ".")
+        or os.path.basename(module).startswith("pretrain")
         for flag in module_flags
         if flag.name != "overwrite"
     ]
@@ -90,7 +92,13 @@ def read_flags(workdir):
     if not is_workdir(workdir):
         raise ValueError(f"--workdir={workdir}: no {FLAGS_FILE} (not a tfvssl.pretrain workdir)")
     run_flags = flags.FlagValues()
-    for flag in _run_flags(flags.FLAGS):
+    # Before 2026-12-05 a run started in a process that also defined other tfvssl tools'
+    # flags wrote them too: known, they parse (and nothing reads them).
+    tool_flags = [
+        flag for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+        if module.startswith("tfvssl.") for flag in module_flags
+    ]
+    for flag in {flag.name: flag for flag in tool_flags + _run_flags(flags.FLAGS)}.values():
         fresh = copy.deepcopy(flag)
         fresh.unparse()  # Back to its default: the file alone sets the values.
         run_flags[flag.name] = fresh
