@@ -5,11 +5,11 @@ are decoded. All randomness is stateless and derived from `(seed, epoch, offset)
 record in the shuffled stream, so an interrupted run resumes on the same data and, with
 `deterministic=True`, the same batches.
 
-Training elements carry `position = [pipeline, epoch, offset, corrupt, short, undecodable,
-cut shard, cut byte]`: the trainer checkpoints the position it has consumed up to and
-counts, from the running totals, the records lost to read errors (`corrupt`) and those
-skipped as too short for the recipe or undecodable. The training stream never hangs: data that gives no
-example, or mostly unreadable data, stops it with the reason (`training_dataset`).
+Training elements carry `position = [pipeline, epoch, offset, corrupt, too short,
+undecodable, cut shard, cut byte]`: the trainer checkpoints the position it has consumed up
+to and counts, from the running totals, the records lost to read errors and those skipped
+as too short for the recipe or undecodable. The training stream never hangs: data that
+gives no example, or mostly unreadable data, stops it with the reason (`training_dataset`).
 """
 
 import re
@@ -208,10 +208,11 @@ def training_dataset(
 
     Returns:
       A `tf.data.Dataset` of dicts: the method's example tensors batched, plus `position`
-      int64 `[B, 8]` = (pipeline, epoch, offset, corrupt, short, undecodable, cut shard,
-      cut byte) of each element: since this stream started, `corrupt` records were lost to
-      read errors, the last of them in `files[cut shard]` from `cut byte` on (-1, -1 before
-      any), `short` were too short for the recipe and `undecodable` failed to decode.
+      int64 `[B, 8]` = (pipeline, epoch, offset, corrupt, too short, undecodable, cut
+      shard, cut byte) of each element: since this stream started, `corrupt` records were
+      lost to read errors, the last of them in `files[cut shard]` from `cut byte` on (-1, -1
+      before any), `too short` were too short for the recipe and `undecodable` failed to
+      decode.
     """
     table = _shard_table(files)
     min_frames = method.min_frames()
