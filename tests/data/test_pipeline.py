@@ -1,6 +1,9 @@
 """Tests of the pipeline's decoding helpers and of its behaviour on faulty data."""
 
 import os
+import platform
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -54,6 +57,39 @@ def test_videos_of_different_frame_sizes_batch_together(tmp_path, method_name, f
     values = clips.reshape(3, -1) * (255.0 if method_name == "vcop" else 1.0)
     np.testing.assert_allclose(np.sort(values.mean(axis=1)), [30, 90, 150], atol=1e-3)
     assert np.ptp(values, axis=1).max() < 1e-3
+
+
+_MMAPPED_MALLOC = """
+import ctypes, tensorflow as tf
+from tfvssl.data import pipeline
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype, libc.malloc.restype = MallInfo2, ctypes.c_void_p
+
+def mmapped(size=4 << 20):
+    before = libc.mallinfo2().hblkhd
+    buffer = libc.malloc(size)
+    grown = libc.mallinfo2().hblkhd - before
+    libc.free(ctypes.c_void_p(buffer))
+    return grown >= size
+
+# A tf.distribute iterator makes TensorFlow set the trim threshold (its generator dataset).
+next(iter(tf.distribute.OneDeviceStrategy("/cpu:0").experimental_distribute_dataset(tf.data.Dataset.range(2))))
+print(mmapped())
+pipeline.keep_buffers_off_mmap()
+print(mmapped())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_large_buffers_come_from_the_heap_again_after_tensorflows_trim_threshold():
+    result = subprocess.run([sys.executable, "-c", _MMAPPED_MALLOC], capture_output=True, text=True, timeout=120)
+    # A 4 MiB buffer: a fresh mmap under TensorFlow's setting, heap memory once undone.
+    assert result.stdout.split() == ["True", "False"], result.stderr[-2000:]
 
 
 # ---- Faults: the stream never hangs and counts what it cannot read ---------------------------

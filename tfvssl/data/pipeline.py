@@ -12,13 +12,42 @@ as too short for the recipe or undecodable. The training stream never hangs: dat
 gives no example, or mostly unreadable data, stops it with the reason (`training_dataset`).
 """
 
+import ctypes
+import platform
 import re
 
 import tensorflow as tf
+from absl import logging
 
 from tfvssl.data import records
 
 AUTOTUNE = tf.data.AUTOTUNE
+# glibc's `mallopt` parameters (malloc.h), and the ceiling of its adaptive mmap threshold on
+# 64-bit machines.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 << 20
+_allocator_set = False
+
+
+def keep_buffers_off_mmap():
+    """Undoes the glibc malloc setting TensorFlow makes once a process creates its first
+    generator dataset (every tf.distribute iterator does): a trim threshold of 128 KiB,
+    which also pins the mmap threshold at 128 KiB, so that every record (megabytes: a whole
+    video), decoded frame and batch becomes a fresh mmap whose pages fault in zeroed. DPC's
+    pipeline on real clips gives 18% fewer clips/s so (150 against 187 on 2 cores). Makes
+    TensorFlow's one-time setting now, then sets what glibc's adaptive thresholds settle to
+    for such buffers: mmap from 32 MiB, trim from twice that. Once per process; eager only;
+    nothing off glibc."""
+    global _allocator_set
+    if _allocator_set or not tf.executing_eagerly() or platform.libc_ver()[0] != "glibc":
+        return
+    for _ in tf.data.Dataset.from_generator(lambda: iter(()), output_signature=tf.TensorSpec([], tf.int32)):
+        pass
+    libc = ctypes.CDLL("libc.so.6")
+    mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    if mmap_set and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX):
+        logging.info("malloc: large buffers from the heap again (mmap threshold %d MiB)", _MMAP_THRESHOLD_MAX >> 20)
+    _allocator_set = True
 
 
 def decode_frames(jpegs, indices, modality="rgb", crop_window=None):
@@ -214,6 +243,7 @@ def training_dataset(
       before any), `too short` were too short for the recipe and `undecodable` failed to
       decode.
     """
+    keep_buffers_off_mmap()
     table = _shard_table(files)
     min_frames = method.min_frames()
     # An epoch's record count, when every shard's is known and each pipeline reads whole
@@ -422,6 +452,7 @@ def evaluation_dataset(files, example_fn, batch_size, *, modalities=("rgb",), mi
 
     Videos shorter than `min_frames` or failing to decode are dropped.
     """
+    keep_buffers_off_mmap()
     dataset = tf.data.TFRecordDataset(files)
     dataset = dataset.map(
         lambda record: records.parse_sequence_example(record, modalities), num_parallel_calls=AUTOTUNE
