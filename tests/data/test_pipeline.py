@@ -225,7 +225,8 @@ def test_a_damaged_shard_is_named_and_its_lost_records_counted(dpc, tmp_path, ho
     batch, _ = run_until(dataset, lambda batch: batch["position"][-1, 3] > 0)
     position = batch["position"][-1].numpy()
     corrupt, (cut_shard, cut_at) = position[3], position[6:]
-    assert (corrupt, cut_shard, cut_at) == (9 - readable, 1, ends[readable - 1])
+    # The shuffled stream may bring the next epoch's cut before that batch ends: a total of two.
+    assert corrupt in (9 - readable, 2 * (9 - readable)) and (cut_shard, cut_at) == (1, ends[readable - 1])
 
     # By default the run stops: more than 1% of the data is lost.
     _, error = run_until(pipeline.training_dataset(files, dpc, 4, shuffle_buffer=4))
