@@ -126,9 +126,11 @@ class DataPosition:
                 cut = (cut_shard, cut_at)
             self._seen[pipeline_index] = tuple(max(a, b) for a, b in zip(totals, seen))
         self.variable.assign(state)
-        self.skipped.assign_add(new["too_short"] + new["undecodable"])
+        if new["too_short"] or new["undecodable"]:
+            self.skipped.assign_add(new["too_short"] + new["undecodable"])
         for cause, count in new.items():
-            self.counts[cause].assign_add(count)
+            if count:
+                self.counts[cause].assign_add(count)
         return new, cut
 
     def metrics(self):
@@ -338,8 +340,8 @@ def train(method, config, workdir, strategy=None):
             current = int(step.assign_add(1).numpy())
             clock.tick(current)
             new, cut = position.consume(positions.numpy())
-            totals = position.metrics()
             if new["too_short"] or new["undecodable"]:
+                totals = position.metrics()
                 skipped = [
                     f"{new[cause]} video(s) {reason}" for cause, reason in
                     (("too_short", "too short for the recipe"), ("undecodable", "that failed to decode")) if new[cause]
@@ -349,6 +351,7 @@ def train(method, config, workdir, strategy=None):
                     totals["too_short_videos"], totals["undecodable_videos"],
                 )
             if new["corrupt"]:
+                totals = position.metrics()
                 logging.warning(
                     "step %d: %d record(s) unreadable (%d so far), the last in %s from byte %d on; "
                     "`python -m tfvssl.prepare --verify` checks a dataset root",
