@@ -34,7 +34,7 @@ def keep_buffers_off_mmap():
     generator dataset (every tf.distribute iterator does): a trim threshold of 128 KiB,
     which also pins the mmap threshold at 128 KiB, so that every record (megabytes: a whole
     video), decoded frame and batch becomes a fresh mmap whose pages fault in zeroed. DPC's
-    pipeline on real clips gives 18% fewer clips/s so (150 against 187 on 2 cores). Makes
+    pipeline on real clips gives a fifth fewer clips/s so (150 against 187 on 2 cores). Makes
     TensorFlow's one-time setting now, then sets what glibc's adaptive thresholds settle to
     for such buffers: mmap from 32 MiB, trim from twice that. Once per process; eager only;
     nothing off glibc."""
